@@ -1,0 +1,1 @@
+"""Maintenance tools for contributors (not needed to use reidkit)."""
