@@ -101,3 +101,32 @@ def test_resample_button_changes_seed_and_images() -> None:
     state.resample_button.click()
     assert state.seed == 7 and state.seeds == [7, 8] and state.renders == 2
     assert any(not np.array_equal(a, b) for a, b in zip(state.images, before)) and state.png != png
+
+
+def test_only_switches_on_exactly_one_transform_at_probability_one() -> None:
+    from reidkit.viz.augmentation import SINGLE_TRANSFORMS
+
+    steps = {
+        "hflip": ["Resize", "RandomHorizontalFlip", "ToTensor", "Normalize"],
+        "translate": ["Resize", "Random2DTranslation", "ToTensor", "Normalize"],
+        "pad_crop": ["Resize", "Pad", "RandomCrop", "ToTensor", "Normalize"],
+        "autoaugment": ["AutoAugment", "Resize", "ToTensor", "Normalize"],
+        "lgt": ["Resize", "ToTensor", "LGT", "Normalize"],
+        "erasing": ["Resize", "ToTensor", "Normalize", "RandomErasing"],
+        "cutout": ["Resize", "ToTensor", "Normalize", "Cutout"],
+    }
+    assert set(steps) == set(SINGLE_TRANSFORMS)
+    from reidkit.data.transforms import build_transforms
+
+    for name, expected in steps.items():
+        config = AugmentationParams.only(name, H, W, cutout_size=16).to_config()
+        assert build_transforms(config, train=True).names == expected, name
+    # probability 1: a flip-only pipeline mirrors every sample exactly
+    img = noise_image(height=H, width=W)
+    for seed in range(4):
+        flipped = render_augmentation(img, AugmentationParams.only("hflip", H, W), seed)
+        plain = render_augmentation(img, AugmentationParams.all_off(H, W), seed)
+        assert np.array_equal(flipped, plain[:, ::-1])
+    assert AugmentationParams.only("erasing", H, W, erasing_scale_max=0.2, cutout_size=16).erasing_scale_max == 0.2
+    with pytest.raises(ValueError, match="valid: hflip, translate"):
+        AugmentationParams.only("blur")

@@ -31,6 +31,18 @@ from reidkit.data.transforms.geometric import resize_pil
 ImageLike = Image.Image | np.ndarray
 
 
+#: Each previewable transform alone, at probability 1: the fields :meth:`AugmentationParams.only` switches on.
+SINGLE_TRANSFORMS: dict[str, dict[str, Any]] = {
+    "hflip": {"hflip": True, "hflip_p": 1.0},
+    "translate": {"crop": "translate", "translate_p": 1.0},
+    "pad_crop": {"crop": "pad_crop"},
+    "autoaugment": {"autoaugment": True, "autoaugment_p": 1.0},
+    "lgt": {"lgt": True, "lgt_p": 1.0},
+    "erasing": {"erasing": True, "erasing_p": 1.0},
+    "cutout": {"cutout": True, "cutout_p": 1.0},
+}
+
+
 @dataclass(frozen=True)
 class AugmentationParams:
     """The previewable knobs of the train pipeline: which transforms are on, their probabilities and strengths.
@@ -85,6 +97,18 @@ class AugmentationParams:
         """Every random transform off: the pipeline is Resize → ToTensor → Normalize."""
         return cls(height=height, width=width, autoaugment=False, hflip=False, crop="none", lgt=False,
                    erasing=False, cutout=False)
+
+    @classmethod
+    def only(cls, transform: str, height: int = 256, width: int = 128, **overrides: Any) -> AugmentationParams:
+        """Exactly one random transform switched on, with probability 1 (strength knobs via ``overrides``).
+
+        ``transform`` is one of :data:`SINGLE_TRANSFORMS`; ``only("erasing", erasing_scale_max=0.2)`` shows
+        what random erasing alone does at that strength on every sample.
+        """
+        if transform not in SINGLE_TRANSFORMS:
+            raise ValueError(f"unknown transform {transform!r}; valid: {', '.join(SINGLE_TRANSFORMS)}")
+        switch = dict(SINGLE_TRANSFORMS[transform])
+        return dataclasses.replace(cls.all_off(height, width), **switch, **overrides)
 
     def to_config(self) -> TransformConfig:
         """The :class:`TransformConfig` these knobs describe (a disabled transform gets probability 0)."""

@@ -181,11 +181,12 @@ def apply_with_seed(transform: Callable[..., Any], img: Any, seed: int) -> Any:
     """Apply ``transform`` to ``img`` with all randomness derived from ``seed``: same seed, same output.
 
     A reidkit :class:`Transform` (or :class:`Compose`) gets a fresh ``torch.Generator`` seeded with ``seed``.
-    The call also runs under ``torch.random.fork_rng`` with ``torch.manual_seed(seed)``, so foreign steps that
-    use torch's global RNG (e.g. torchvision transforms) are reproduced too, and the global RNG is left as it was.
+    The call also runs under ``torch.random.fork_rng`` with torch's global CPU generator seeded with ``seed``, so
+    foreign steps that use it (e.g. torchvision transforms) are reproduced too, and it is left as it was. CUDA
+    generators are neither seeded nor touched (``torch.manual_seed`` would reseed them for good).
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.default_generator.manual_seed(int(seed))
         if isinstance(transform, Transform):
             return transform(img, generator=torch.Generator().manual_seed(int(seed)))
         return transform(img)
