@@ -1,0 +1,43 @@
+"""reidkit: a notebook-first person re-identification toolkit.
+
+The names most notebooks need are re-exported here (``import reidkit as rk``); every component also lives
+in its own module under ``reidkit.data``, ``reidkit.models``, ``reidkit.evaluation`` and ``reidkit.viz``.
+"""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from reidkit.data.datasets import DATASETS, ReIDItem, build_dataset, carve_validation
+from reidkit.data.samplers import DistributedRandomIdentitySampler, RandomIdentitySampler
+from reidkit.data.synthetic import PRESETS as SYNTH_PRESETS
+from reidkit.data.synthetic import ensure_synthreid, generate_synthreid
+from reidkit.data.transforms import build_transforms
+from reidkit.diagnostics import environment_report
+from reidkit.evaluation import RankResult, evaluate_rank, pairwise_distance
+from reidkit.runtime import default_device, fast_mode, seed_everything
+
+try:
+    __version__ = version("reidkit")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "DATASETS",
+    "SYNTH_PRESETS",
+    "DistributedRandomIdentitySampler",
+    "RandomIdentitySampler",
+    "RankResult",
+    "ReIDItem",
+    "__version__",
+    "build_dataset",
+    "build_transforms",
+    "carve_validation",
+    "default_device",
+    "ensure_synthreid",
+    "environment_report",
+    "evaluate_rank",
+    "fast_mode",
+    "generate_synthreid",
+    "pairwise_distance",
+    "seed_everything",
+]

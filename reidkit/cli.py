@@ -11,11 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from reidkit.data.datasets import DatasetError
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from reidkit.data.synthetic import generate_synthreid
 
-    summary = generate_synthreid(args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite)
+    summary = generate_synthreid(
+        args.out, preset=args.preset, seed=args.seed, overwrite=args.overwrite, workers=args.workers
+    )
     print(f"SynthReID preset={args.preset} seed={args.seed} written to {args.out}")
     print(summary)
     return 0
@@ -24,7 +28,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reidkit.demo import run_demo
 
-    run_demo(out_dir=Path(args.out), preset=args.preset, seed=args.seed, data_root=args.data_root)
+    run_demo(
+        out_dir=Path(args.out), preset=args.preset, seed=args.seed, data_root=args.data_root, workers=args.workers
+    )
     return 0
 
 
@@ -52,13 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="SynthReID seed")
     demo.add_argument("--out", default="outputs/demo", help="folder for figures and metrics")
     demo.add_argument("--data-root", default=None, help="where SynthReID is cached (default: data/)")
+    demo.add_argument("--workers", type=int, default=2, help="processes rendering SynthReID (same bytes for any)")
     demo.set_defaults(func=_cmd_demo)
 
     synth = sub.add_parser("synth", help="write a SynthReID dataset in Market-1501 layout")
     synth.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
     synth.add_argument("--out", required=True, help="output folder (created)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--overwrite", action="store_true", help="replace a non-empty folder")
+    synth.add_argument("--overwrite", action="store_true", help="replace an existing SynthReID folder")
+    synth.add_argument("--workers", type=int, default=1, help="rendering processes (same bytes for any number)")
     synth.set_defaults(func=_cmd_synth)
 
     info = sub.add_parser("info", help="installed versions, extras and device")
@@ -75,8 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    """Run one sub-command. A problem with the user's files (a dataset folder with the wrong layout, an
+    output folder that already exists) is reported as one line on stderr with exit status 1; anything
+    else is a bug and keeps its traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, FileExistsError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"reidkit {args.command}: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

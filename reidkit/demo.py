@@ -18,10 +18,16 @@ from reidkit.models.handcrafted import color_histogram_features
 from reidkit.viz.dataset import identity_grid, split_statistics_figure
 
 
-def run_demo(out_dir: Path, preset: str = "small", seed: int = 0, data_root: str | None = None) -> dict:
-    """Run the demo and return its metrics summary (also written to ``out_dir/metrics.json``)."""
+def run_demo(
+    out_dir: Path, preset: str = "small", seed: int = 0, data_root: str | None = None, workers: int = 1
+) -> dict:
+    """Run the demo and return its metrics summary (also written to ``out_dir/metrics.json``).
+
+    SynthReID is generated with ``workers`` processes on first use (the bytes do not depend on it) and
+    reused from ``data_root`` afterwards.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    root = ensure_synthreid(preset=preset, seed=seed, root=data_root)
+    root = ensure_synthreid(preset=preset, seed=seed, root=data_root, workers=workers)
     print(f"[1/3] SynthReID '{preset}' (seed {seed}) at {root}")
     dataset = build_dataset("synthreid", root)
     print(dataset.summary())
@@ -45,7 +51,12 @@ def run_demo(out_dir: Path, preset: str = "small", seed: int = 0, data_root: str
     splits = {"train": dataset.train, "query": dataset.query, "gallery": dataset.gallery}
     split_statistics_figure(splits, num_cameras=6).savefig(out_dir / "split_statistics.png", dpi=120)
     summary = {
-        "dataset": {"name": "synthreid", "preset": preset, "seed": seed, **dataset.statistics()},
+        "dataset": {
+            "name": "synthreid",
+            "preset": preset,
+            "seed": seed,
+            **{split: stats._asdict() for split, stats in dataset.statistics().items()},
+        },
         "baselines": {
             "color_histogram": {"mAP": result.mAP, "mINP": result.mINP, "rank1": result.rank(1), "rank5": result.rank(5)}
         },

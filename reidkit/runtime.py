@@ -28,7 +28,7 @@ def fast_mode() -> bool:
     raise ValueError(f"{FAST_ENV}={raw!r}: expected one of 1/true/yes or 0/false/no (or unset)")
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch; in deterministic mode also pin the numerics.
 
     Deterministic mode calls ``torch.use_deterministic_algorithms(True)``, turns cuDNN benchmarking
@@ -36,7 +36,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
     16-core laptop (PyTorch promises reproducibility only per platform, device and release). It also
     sets ``CUBLAS_WORKSPACE_CONFIG`` if it is unset, which cuBLAS needs for deterministic GEMMs.
 
-    Returns a ``torch.Generator`` seeded with ``seed`` for callers that want an explicit generator.
+    Returns nothing, so that a notebook cell ending with this call shows no output; code that wants an
+    explicit generator makes one (``torch.Generator().manual_seed(seed)``) and passes it on.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -49,7 +50,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         torch.set_num_threads(1)
-    return torch.Generator().manual_seed(seed)
 
 
 def default_device() -> torch.device:

@@ -195,6 +195,13 @@ def test_market_size_check_warns_on_the_release_folder(tmp_path):
     assert ds.is_release()
 
 
+def test_a_generated_dataset_is_never_size_checked_as_the_release(tmp_path):
+    data = make_market(tmp_path / "Market-1501-v15.09.15", MARKET_TRAIN, MARKET_QUERY, MARKET_GALLERY)
+    (data / "synthreid.json").write_text("{}")
+    ds = Market1501(data)  # warnings are errors in this module: no DatasetSizeWarning may fire
+    assert not ds.is_release()
+
+
 def test_market500k_appends_images_folder_with_relaxed_names(tmp_path):
     data = make_market(tmp_path / "mkt", MARKET_TRAIN, MARKET_QUERY, MARKET_GALLERY)
     touch(data / "images", "0000_c2s3_123456_07.jpg", "0000_c6_distractor_41.jpg", "-1_c3_x.jpg", "Thumbs.db")

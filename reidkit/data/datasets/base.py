@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 SPLITS: tuple[str, ...] = ("train", "query", "gallery")
 JUNK_PID = -1
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+#: The manifest reidkit writes next to a dataset it generated (SynthReID); such a folder is never a release.
+GENERATED_MANIFEST = "synthreid.json"
 
 
 class ReIDItem(NamedTuple):
@@ -309,10 +311,12 @@ class ReIDDataset(abc.ABC):
 
         Rule: the dataset folder has one of the release names (compared without case and punctuation,
         e.g. ``Market-1501-v15.09.15`` or ``market1501``), or its total image count is within 10% of the
-        published total. A subset in a folder of another name (``data/market_mini/``) is not checked.
+        published total. A subset in a folder of another name (``data/market_mini/``) is not checked, and
+        neither is a dataset reidkit generated itself (a folder holding :data:`GENERATED_MANIFEST`, such as
+        SynthReID's ``market`` preset, which has Market-1501's size but is not Market-1501).
         """
         expected = self.expected_sizes()
-        if expected is None:
+        if expected is None or (self.root / GENERATED_MANIFEST).is_file():
             return False
         if _normalise_name(self.root.name) in self.release_names:
             return True

@@ -18,10 +18,12 @@ class SynthReID(MarketLayout):
           bounding_box_train/     PPPP_cCsS_FFFFFF_BB.jpg
           query/
           bounding_box_test/      may hold -1_... junk and 0000_... distractors like Market
+          synthreid.json          manifest: preset, seed, generator version, counts, identity attributes
 
     Naming rule (basename only): exactly Market's, ``PPPP_cCsS_FFFFFF_BB.jpg``, pid of 4 digits (0..9999),
     camera C in 1..6. Parsing, junk and distractor handling are Market's; the name is ``"synthreid"``
-    and the sizes are never checked against Market's.
+    and the sizes are never checked against Market's. The generator is
+    :func:`reidkit.data.synthetic.generate_synthreid` (cached: :func:`~reidkit.data.synthetic.ensure_synthreid`).
     """
 
     name = "synthreid"
