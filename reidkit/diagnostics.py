@@ -10,6 +10,7 @@ from dataclasses import dataclass
 PACKAGES: tuple[tuple[str, str, str], ...] = (
     ("torch", "torch", "core"),
     ("torchvision", "torchvision", "core"),
+    ("timm", "timm", "core"),
     ("numpy", "numpy", "core"),
     ("numba", "numba", "core"),
     ("pillow", "PIL", "core"),
