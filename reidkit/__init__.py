@@ -14,6 +14,7 @@ from reidkit.data.synthetic import ensure_synthreid, generate_synthreid
 from reidkit.data.transforms import build_transforms
 from reidkit.diagnostics import environment_report
 from reidkit.evaluation import RankResult, evaluate_rank, pairwise_distance
+from reidkit.models import LightMBN, ReIDModel, build_backbone, build_model
 from reidkit.runtime import default_device, fast_mode, seed_everything
 
 try:
@@ -25,11 +26,15 @@ __all__ = [
     "DATASETS",
     "SYNTH_PRESETS",
     "DistributedRandomIdentitySampler",
+    "LightMBN",
     "RandomIdentitySampler",
     "RankResult",
     "ReIDItem",
+    "ReIDModel",
     "__version__",
+    "build_backbone",
     "build_dataset",
+    "build_model",
     "build_transforms",
     "carve_validation",
     "default_device",
