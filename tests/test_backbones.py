@@ -128,6 +128,14 @@ def test_builds_and_forwards(name: str):
     assert n_params(coarse) == params
 
 
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_every_backbone_at_reid_input_sizes(name: str):
+    """The re-ID input sizes themselves: 256x128 gives a 16x8 map, 384x128 a 24x8 map (output stride 16)."""
+    net = build_backbone(name).eval()
+    for height, width in ((256, 128), (384, 128)):
+        assert net(torch.randn(1, 3, height, width)).shape == (1, net.out_channels, height // 16, width // 16)
+
+
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
 def test_reid_input_sizes(name: str):
     net = build_backbone(name).eval()

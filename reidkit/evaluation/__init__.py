@@ -1,5 +1,25 @@
-"""Evaluation: rank metrics (and, later, distances, features and re-ranking)."""
-from reidkit.evaluation.distances import pairwise_distance
-from reidkit.evaluation.rank import RankResult, evaluate_rank
+"""Evaluation: rank metrics (Numba kernels), distances, feature extraction, chunked evaluation.
 
-__all__ = ["RankResult", "evaluate_rank", "pairwise_distance"]
+* :func:`evaluate_rank` -- CMC / mAP / mINP of a distance matrix (Market-1501 or CUHK03 protocol);
+* :func:`evaluate_features` -- the same from features, in blocks of query rows (galleries of any size);
+* :class:`RankAccumulator` -- the same from any distance computed block by block;
+* :func:`pairwise_distance` / :func:`distance_chunks` -- squared Euclidean or cosine distances in torch;
+* :func:`extract_features` -- a model's features over a test loader (flip TTA, L2 normalisation).
+
+The Numba kernels compile on first use (cached on disk, see :mod:`reidkit.evaluation.kernels`).
+"""
+from reidkit.evaluation.chunked import evaluate_features
+from reidkit.evaluation.distances import distance_chunks, pairwise_distance
+from reidkit.evaluation.features import Features, extract_features
+from reidkit.evaluation.rank import RankAccumulator, RankResult, evaluate_rank
+
+__all__ = [
+    "Features",
+    "RankAccumulator",
+    "RankResult",
+    "distance_chunks",
+    "evaluate_features",
+    "evaluate_rank",
+    "extract_features",
+    "pairwise_distance",
+]
