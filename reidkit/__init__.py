@@ -13,7 +13,15 @@ from reidkit.data.synthetic import PRESETS as SYNTH_PRESETS
 from reidkit.data.synthetic import ensure_synthreid, generate_synthreid
 from reidkit.data.transforms import build_transforms
 from reidkit.diagnostics import environment_report
-from reidkit.evaluation import RankResult, evaluate_rank, pairwise_distance
+from reidkit.evaluation import (
+    RankResult,
+    evaluate_features,
+    evaluate_rank,
+    extract_features,
+    pairwise_distance,
+    re_ranking,
+    re_ranking_features,
+)
 from reidkit.models import LightMBN, ReIDModel, build_backbone, build_model
 from reidkit.runtime import default_device, fast_mode, seed_everything
 
@@ -40,9 +48,13 @@ __all__ = [
     "default_device",
     "ensure_synthreid",
     "environment_report",
+    "evaluate_features",
     "evaluate_rank",
+    "extract_features",
     "fast_mode",
     "generate_synthreid",
     "pairwise_distance",
+    "re_ranking",
+    "re_ranking_features",
     "seed_everything",
 ]
