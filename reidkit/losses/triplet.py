@@ -1,0 +1,129 @@
+"""Triplet losses on features: batch-hard triplet (margin or soft margin) and weighted-regularisation triplet."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from reidkit.losses._common import (
+    autocast_disabled,
+    check_features,
+    euclidean_distance_matrix,
+    pair_masks,
+)
+
+__all__ = ["TripletLoss", "WeightedRegularizedTripletLoss"]
+
+
+def _valid_anchors(pos: Tensor, neg: Tensor, what: str) -> Tensor:
+    """Anchors with at least one positive and one negative; an error naming the cause when there is none."""
+    valid = pos.any(dim=1) & neg.any(dim=1)
+    if not bool(valid.any()):
+        if not bool(neg.any()):
+            cause = "the batch holds a single identity (no negatives)"
+        else:
+            cause = "no identity appears twice in the batch (no positives; sample K >= 2 images per identity)"
+        raise ValueError(f"{what}: no anchor has both a positive and a negative: {cause}")
+    return valid
+
+
+def _margin_or_soft(gap: Tensor, margin: float) -> Tensor:
+    """[gap + m]₊ for m > 0, softplus(gap) (soft margin, computed stably) for m = 0; per anchor."""
+    return F.relu(gap + margin) if margin > 0 else F.softplus(gap)
+
+
+class TripletLoss(nn.Module):
+    """Batch-hard triplet loss (Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person
+    Re-Identification", arXiv 1703.07737).
+
+    d_ij = √max(‖x_i − x_j‖², 1e-12) on the raw features (or 2 − 2cos(x_i, x_j) with ``norm_feature``);
+    d_ap(i) = max_{j≠i, y_j=y_i} d_ij (hardest positive), d_an(i) = min_{y_j≠y_i} d_ij (hardest negative);
+    margin m > 0: L = mean_i [d_ap(i) − d_an(i) + m]₊;  m = 0: soft margin L = mean_i softplus(d_ap − d_an).
+
+    Anchors without another positive or without a negative are excluded from the mean; if none is left the loss
+    raises a ``ValueError`` (the batch cannot train a triplet loss). ``include_self_positive=True`` reproduces
+    the seed, which counted the anchor itself (d ≈ 1e-6) as a positive (only matters when K = 1).
+
+    Args:
+        margin: m ≥ 0; default 0.3; 0 selects the soft margin.
+        norm_feature: distances on L2-normalised features (2 − 2cos).
+        include_self_positive: the seed's behaviour (see above).
+    """
+
+    input_kind = "features"
+
+    def __init__(self, margin: float = 0.3, norm_feature: bool = False, include_self_positive: bool = False) -> None:
+        super().__init__()
+        if float(margin) < 0:
+            raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
+        self.margin = float(margin)
+        self.norm_feature = bool(norm_feature)
+        self.include_self_positive = bool(include_self_positive)
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
+                f"include_self_positive={self.include_self_positive}")
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        with autocast_disabled(features.device.type):
+            x, y = check_features(features, labels, type(self).__name__)
+            dist = euclidean_distance_matrix(x, self.norm_feature)
+            pos, neg = pair_masks(y, self.include_self_positive)
+            valid = _valid_anchors(pos, neg, type(self).__name__)
+            dist, pos, neg = dist[valid], pos[valid], neg[valid]
+            inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
+            d_ap = torch.where(pos, dist, -inf).amax(dim=1)
+            d_an = torch.where(neg, dist, inf).amin(dim=1)
+            return _margin_or_soft(d_ap - d_an, self.margin).mean()
+
+
+def _masked_softmax(values: Tensor, mask: Tensor) -> Tensor:
+    """Softmax of ``values`` over the entries of ``mask`` per row (max-subtracted; 0 outside the mask).
+    Every row must have at least one entry in the mask."""
+    neg_inf = torch.tensor(float("-inf"), dtype=values.dtype, device=values.device)
+    return torch.softmax(torch.where(mask, values, neg_inf), dim=1)
+
+
+class WeightedRegularizedTripletLoss(nn.Module):
+    """Weighted-regularisation triplet loss of AGW (Ye et al., "Deep Learning for Person Re-identification: A
+    Survey and Outlook", TPAMI 2021, arXiv 2001.04193).
+
+    With d_ij as in :class:`TripletLoss`: w_ij = softmax_{j ∈ P_i}(d_ij), v_ij = softmax_{j ∈ N_i}(−d_ij),
+    d̄_ap(i) = Σ_{j∈P_i} w_ij d_ij, d̄_an(i) = Σ_{j∈N_i} v_ij d_ij;
+    L = mean_i softplus(d̄_ap − d̄_an) (soft margin, default) or mean_i [d̄_ap − d̄_an + m]₊ with ``margin > 0``.
+    P_i excludes the anchor itself (``include_self_positive=True``: AGW's code, which keeps it). The weights
+    are not detached (as in AGW) and the softmaxes are max-subtracted with −∞ masking. Anchors without a
+    positive or a negative are excluded; none left → ``ValueError``.
+
+    Args:
+        margin: 0 (default, soft margin) or m > 0.
+        norm_feature: distances on L2-normalised features (2 − 2cos).
+        include_self_positive: count the anchor among its positives (AGW's code).
+    """
+
+    input_kind = "features"
+
+    def __init__(self, margin: float = 0.0, norm_feature: bool = False, include_self_positive: bool = False) -> None:
+        super().__init__()
+        if float(margin) < 0:
+            raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
+        self.margin = float(margin)
+        self.norm_feature = bool(norm_feature)
+        self.include_self_positive = bool(include_self_positive)
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
+                f"include_self_positive={self.include_self_positive}")
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        with autocast_disabled(features.device.type):
+            x, y = check_features(features, labels, type(self).__name__)
+            dist = euclidean_distance_matrix(x, self.norm_feature)
+            pos, neg = pair_masks(y, self.include_self_positive)
+            valid = _valid_anchors(pos, neg, type(self).__name__)
+            dist, pos, neg = dist[valid], pos[valid], neg[valid]
+            w = _masked_softmax(dist, pos)
+            v = _masked_softmax(-dist, neg)
+            d_ap = (w * dist).sum(dim=1)
+            d_an = (v * dist).sum(dim=1)
+            return _margin_or_soft(d_ap - d_an, self.margin).mean()
