@@ -5,6 +5,8 @@
     reidkit info                         versions, extras and device
     reidkit notebooks                    re-execute the notebooks in place (stored outputs)
     reidkit export --checkpoint C --onnx out.onnx   ONNX export of a trained model's retrieval feature
+    reidkit eval --checkpoint C --dataset NAME --root DIR [--flip] [--rerank] [--out metrics.json]
+                                         CMC / mAP / mINP of a checkpoint on any dataset's query / gallery
 """
 from __future__ import annotations
 
@@ -110,6 +112,136 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_key_values(items: list[str], flag: str) -> dict:
+    """``KEY=VALUE`` strings (VALUE in YAML) as a dict; a malformed item is a ``ValueError`` naming ``flag``."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE (value in YAML), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _load_eval_model(path: str):
+    """The model stored in the checkpoint ``path`` (``torch.load(weights_only=True)``), in eval mode: a
+    :class:`~reidkit.models.lightmbn.LightMBN` when the checkpoint's ``model_cfg`` says ``arch: lightmbn``, else a
+    :class:`~reidkit.models.ReIDModel` through :func:`reidkit.export.model_from_checkpoint`."""
+    from reidkit.export import checkpoint_metadata, model_from_checkpoint
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: {file}")
+    meta = checkpoint_metadata(file)
+    cfg = meta.get("model_cfg")
+    if isinstance(cfg, dict) and cfg.get("arch", "reid") == "lightmbn":
+        from reidkit.models.lightmbn import LightMBN
+        from reidkit.models.weights import load_pretrained, read_checkpoint
+
+        if meta.get("num_classes") is None:
+            raise ValueError(f"{file}: a LightMBN checkpoint must store 'num_classes'")
+        kwargs = {k: v for k, v in cfg.items() if k != "arch"}
+        kwargs["pretrained"] = False
+        model = LightMBN(int(meta["num_classes"]), **kwargs)
+        try:
+            load_pretrained(model, read_checkpoint(file), ignore_unexpected=())
+        except ValueError as err:
+            raise ValueError(f"{file} does not fit the LightMBN built from its model_cfg: {err}") from err
+        return model.eval()
+    if isinstance(cfg, dict) and "arch" in cfg:
+        cfg = {k: v for k, v in cfg.items() if k != "arch"}
+        return model_from_checkpoint(file, cfg)
+    return model_from_checkpoint(file)
+
+
+def _write_json_atomic(path: Path, payload: dict) -> None:
+    """Write ``payload`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    import json
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import yaml
+
+    from reidkit.config import load_config
+    from reidkit.data.datasets import build_dataset
+    from reidkit.data.transforms import build_transforms
+    from reidkit.engine.evaluator import evaluate_model
+    from reidkit.models.lightmbn import LightMBN
+
+    try:
+        if args.set and not args.config:
+            raise ValueError("--set needs --config (it overrides keys of that config)")
+        cfg = load_config(args.config, args.set) if args.config else None
+        data = cfg["data"] if cfg else {}
+        ev = cfg["eval"] if cfg else {}
+        name = args.dataset if args.dataset is not None else data.get("name")
+        root = args.root if args.root is not None else data.get("root")
+        if name is None or root is None:
+            raise ValueError("give the dataset with --dataset NAME --root DIR "
+                             "(or a --config with data.name / data.root)")
+        options = dict(data.get("dataset_kwargs") or {}) if cfg and name == data.get("name") else {}
+        options.update(_parse_key_values(args.dataset_option, "--dataset-option"))
+
+        model = _load_eval_model(args.checkpoint)
+        dataset = build_dataset(name, root, **options)
+
+        # only what the test pipeline uses (resize, interpolation, normalisation); training augmentations such as a
+        # cutout larger than a small --height/--width would otherwise be validated against the new size
+        configured = data.get("transforms") or {}
+        transforms = {k: configured[k] for k in ("interpolation", "mean", "std") if k in configured}
+        transforms["cutout_p"] = 0.0
+        transforms["height"] = args.height if args.height is not None else int(data.get("height", 256))
+        transforms["width"] = args.width if args.width is not None else int(data.get("width", 128))
+        if getattr(model, "input_norm", None) is not None:  # the model normalises its [0, 1] input itself
+            transforms["mean"], transforms["std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        transform = build_transforms(transforms, train=False)
+
+        default_metric = "cosine" if isinstance(model, LightMBN) else "euclidean"
+        metric = args.metric or ev.get("metric", default_metric)
+        rerank = bool(args.rerank or ev.get("rerank", False))
+        params = ({"k1": ev.get("rerank_k1", 20), "k2": ev.get("rerank_k2", 6),
+                   "lambda_value": ev.get("rerank_lambda", 0.3)} if rerank else None)
+        report = evaluate_model(
+            model, dataset.query, dataset.gallery, transform=transform, metric=metric,
+            flip=bool(args.flip or ev.get("flip", False)), normalize=ev.get("normalize") if cfg else None,
+            rerank=rerank, rerank_params=params, max_rank=int(ev.get("max_rank", 50)),
+            batch_size=args.batch_size if args.batch_size is not None else int(data.get("test_batch_size", 128)),
+            workers=args.workers if args.workers is not None else int(data.get("workers", 0)),
+            progress=sys.stderr.isatty(),
+        )
+        report = dataclasses.replace(report, extra={
+            "checkpoint": str(args.checkpoint), "dataset": name, "root": str(root),
+            "height": transforms["height"], "width": transforms["width"],
+        })
+    except (ValueError, yaml.YAMLError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the library's message looked like
+        print(f"reidkit eval: error: {message}", file=sys.stderr)
+        return 1
+    print(f"{name} {root}: {report.summary()}")
+    if args.out:
+        out = Path(args.out)
+        _write_json_atomic(out, report.to_dict())
+        print(f"metrics written to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from reidkit.data.synthetic import PRESETS
 
@@ -175,6 +307,37 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-verify", dest="verify", action="store_false",
                         help="skip the onnxruntime comparison (batches of 1 and 3, atol 1e-4)")
     export.set_defaults(func=_cmd_export)
+
+    ev = sub.add_parser(
+        "eval", help="CMC / mAP / mINP of a checkpoint on a dataset's query / gallery (flip, re-ranking)",
+        description="Checkpoint: {'model': state_dict, 'model_cfg': {...}, 'num_classes': N} as the trainer writes "
+                    "it (read with torch.load(weights_only=True); model_cfg 'arch: lightmbn' gives a LightMBN). "
+                    "Settings come from --config (its data and eval sections; the model always comes from the "
+                    "checkpoint) and the flags below (which win). Market-1501 protocol, standard AP. Prints one "
+                    "summary line; --out writes the metrics as JSON (fractions), atomically.")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
+    ev.add_argument("--dataset", default=None,
+                    help="dataset name (market1501, dukemtmcreid, msmt17, cuhk03np, imagefolder, synthreid); "
+                         "default: the config's data.name")
+    ev.add_argument("--root", default=None, help="dataset folder (default: the config's data.root)")
+    ev.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the dataset class, VALUE in YAML (e.g. variant=labeled for cuhk03np); "
+                         "repeatable")
+    ev.add_argument("--config", default=None, help="a shipped recipe name or a YAML config (data / eval sections)")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. eval.rerank_k1=30 (needs --config); repeatable")
+    ev.add_argument("--flip", action="store_true", help="flip test-time augmentation (mean of image and mirror)")
+    ev.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3 "
+                                                          "unless the config's eval section says otherwise)")
+    ev.add_argument("--metric", default=None, choices=("euclidean", "cosine"),
+                    help="distance (default: the config's eval.metric; without a config euclidean, cosine for "
+                         "LightMBN, whose branch features are normalised separately)")
+    ev.add_argument("--height", type=int, default=None, help="input height (default: config or 256)")
+    ev.add_argument("--width", type=int, default=None, help="input width (default: config or 128)")
+    ev.add_argument("--batch-size", type=int, default=None, help="test batch size (default: config or 128)")
+    ev.add_argument("--workers", type=int, default=None, help="loader processes (default: config or 0)")
+    ev.add_argument("--out", default=None, help="write the metrics and settings as JSON here")
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 

@@ -1,5 +1,6 @@
-"""Training engine: schedulers (and, later, the trainer, checkpoints and logging)."""
+"""Training engine: learning-rate schedulers and model evaluation (the trainer, checkpoints and logging follow)."""
 
+from reidkit.engine.evaluator import EvalReport, evaluate_model
 from reidkit.engine.schedulers import (
     SCHEDULERS,
     LightMBNCosineLR,
@@ -10,8 +11,10 @@ from reidkit.engine.schedulers import (
 
 __all__ = [
     "SCHEDULERS",
+    "EvalReport",
     "LightMBNCosineLR",
     "WarmupCosineAnnealingLR",
     "WarmupMultiStepLR",
     "build_scheduler",
+    "evaluate_model",
 ]
