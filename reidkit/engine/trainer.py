@@ -1,0 +1,464 @@
+"""The training loop (issue 5 §3): AMP, accumulation, clipping, EMA, layer freezing, exact resume, JSON-lines log.
+
+Counting: epochs are 1-based (epoch ``e`` uses the loader's sampler epoch ``e - 1``); ``step`` counts optimiser
+steps; with ``accumulate = A`` one step sums the gradients of A consecutive batches, each loss divided by the size
+of its group (the last group of an epoch may be smaller), so a step equals one step on the concatenated batch for
+a model without batch-dependent layers.
+
+Checkpoints (``out_dir/last.pt`` at the end of every ``checkpoint_every`` epochs, every ``checkpoint_every_steps``
+steps, and when ``fit(max_steps=...)`` stops; ``out_dir/best.pt`` at the best validation mAP) hold everything a
+resumed run needs to continue **bit-identically**: model, loss (e.g. centre-loss centres), optimiser, scheduler,
+grad scaler, EMA, epoch / batch-in-epoch / step, the sampler epoch, the loader generator and the Python, NumPy,
+torch and CUDA RNG states. Resume with :meth:`Trainer.resume` on a freshly built trainer, then call :meth:`fit`
+with the same ``epochs``; the remaining batches of an interrupted epoch are re-drawn from the same epoch plan
+(the data pipeline seeds every sample from ``(seed, epoch, index)``) and the first ones skipped.
+
+Layer freezing (components.md §12): the modules named in ``freeze_modules`` are frozen for epochs
+``1..freeze_epochs`` (``requires_grad=False`` and kept in ``eval()`` mode so BatchNorm statistics do not move) and
+unfrozen at the start of epoch ``freeze_epochs + 1``. The state is derived from the epoch, so a resumed run is
+right. Parameters that were already frozen when the trainer was built (the BNNeck bias) are never unfrozen.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reidkit.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from reidkit.engine.ema import ModelEMA
+from reidkit.engine.run_log import RunLog, _plain
+
+__all__ = ["AMP_MODES", "CHECKPOINT_FORMAT", "NonFiniteLossError", "Trainer"]
+
+AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
+CHECKPOINT_FORMAT = "reidkit-trainer-1"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the message names the epoch, step, the batch's pids and the last checkpoint."""
+
+
+def _progress_disabled_by_env() -> bool:
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes")
+
+
+def _loader_generator(loader: Any) -> torch.Generator | None:
+    gen = getattr(loader, "generator", None)
+    return gen if isinstance(gen, torch.Generator) else None
+
+
+class Trainer:
+    """Train a re-id model with a :class:`~reidkit.losses.CombinedLoss` on a P×K loader.
+
+    Args:
+        model: e.g. :func:`reidkit.models.build_model`; in training mode it maps ``(images, pids)`` to a
+            :class:`~reidkit.models.reid_model.ReIDOutput`.
+        loss: ``loss(output, labels) -> LossOutput(total, terms)`` (:func:`reidkit.losses.build_loss`).
+        optimizer: built on ``model.param_groups(...)`` (components.md §7) before the trainer.
+        scheduler: any scheduler with ``step()``, ``state_dict()`` and ``load_state_dict()`` (or ``None``).
+        train_loader: :func:`reidkit.data.build_train_loader` (needs ``set_epoch``); batches are dicts with
+            ``img`` and ``pid``.
+        device: default CUDA if available, else CPU; the model and loss are moved there.
+        amp: ``"off"``, ``"bf16"`` (autocast, no scaler) or ``"fp16"`` (autocast with a ``GradScaler``).
+        channels_last: model and images in ``torch.channels_last`` memory format.
+        accumulate: batches per optimiser step (gradient accumulation).
+        clip_grad_norm: clip the total L2 norm of the gradients to this value (after unscaling), or ``None``.
+        ema_decay: keep a :class:`~reidkit.engine.ema.ModelEMA` with this decay (evaluated instead of the model).
+        freeze_epochs: freeze ``freeze_modules`` for epochs ``1..freeze_epochs``.
+        freeze_modules: names of submodules of the model (``model.get_submodule`` paths).
+        freeze_bn_stats: keep frozen modules in eval mode (default); ``False`` reproduces the seed (BN statistics of
+            frozen layers keep moving).
+        scheduler_per_iter: step the scheduler after every optimiser step instead of after every epoch.
+        out_dir: checkpoints and ``log.jsonl`` go here.
+        log_every: write a ``"step"`` record every this many optimiser steps.
+        checkpoint_every: write ``last.pt`` every this many epochs (and after the last one).
+        checkpoint_every_steps: also write ``last.pt`` every this many optimiser steps, or ``None``.
+        progress: show a tqdm bar (``TQDM_DISABLE=1`` also hides it).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        train_loader: Iterable[Mapping[str, Any]],
+        *,
+        out_dir: str | os.PathLike[str],
+        device: torch.device | str | None = None,
+        amp: str = "off",
+        channels_last: bool = False,
+        accumulate: int = 1,
+        clip_grad_norm: float | None = None,
+        ema_decay: float | None = None,
+        freeze_epochs: int = 0,
+        freeze_modules: Sequence[str] = ("backbone",),
+        freeze_bn_stats: bool = True,
+        scheduler_per_iter: bool = False,
+        log_every: int = 20,
+        checkpoint_every: int = 1,
+        checkpoint_every_steps: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        if amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+        for label, value, minimum in (("accumulate", accumulate, 1), ("freeze_epochs", freeze_epochs, 0),
+                                      ("log_every", log_every, 1), ("checkpoint_every", checkpoint_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{label} must be an int >= {minimum}, got {value!r}")
+        if checkpoint_every_steps is not None and (not isinstance(checkpoint_every_steps, int)
+                                                   or checkpoint_every_steps < 1):
+            raise ValueError(f"checkpoint_every_steps must be a positive int or None, got {checkpoint_every_steps!r}")
+        if clip_grad_norm is not None and not clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
+        if not hasattr(train_loader, "set_epoch"):
+            raise TypeError("train_loader needs set_epoch(epoch) (use reidkit.data.build_train_loader)")
+        self.device = torch.device(device) if device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("amp='bf16' needs a GPU with bfloat16 support; use amp='fp16' here")
+        self.amp = amp
+        self.channels_last = bool(channels_last)
+        self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = loss.to(self.device)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.train_loader = train_loader
+        self.accumulate = accumulate
+        self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.ema = ModelEMA(self.model, ema_decay) if ema_decay is not None else None
+        self.freeze_epochs = freeze_epochs
+        self.freeze_bn_stats = bool(freeze_bn_stats)
+        self._freeze_targets: list[nn.Module] = []
+        for name in freeze_modules if freeze_epochs > 0 else ():
+            try:
+                self._freeze_targets.append(self.model.get_submodule(name))
+            except AttributeError as err:
+                children = ", ".join(n for n, _ in self.model.named_children())
+                raise ValueError(f"freeze_modules: the model has no submodule {name!r} "
+                                 f"(its children: {children})") from err
+        # Parameters frozen by design (e.g. the BNNeck bias): never re-enabled by unfreezing.
+        self._fixed = {id(p) for p in self.model.parameters() if not p.requires_grad}
+        self.scheduler_per_iter = bool(scheduler_per_iter)
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.log_every = log_every
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every_steps = checkpoint_every_steps
+        self.progress = bool(progress)
+        self.log = RunLog(self.out_dir / "log.jsonl")
+        # Position: the next epoch to run (1-based), the batches of it already done, optimiser steps done.
+        self.epoch = 1
+        self.batch_in_epoch = 0
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.last_grad_norm: float | None = None
+        self.frozen = False
+        self._gen_state_epoch_start: torch.Tensor | None = None
+        self._epoch_sums: dict[str, float] = {}
+        self._epoch_batches = 0
+
+    # ------------------------------------------------------------------------------------------ state
+
+    @property
+    def params(self) -> list[torch.Tensor]:
+        """Every parameter the optimiser updates."""
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def lrs(self) -> list[float]:
+        """The current learning rate of each optimiser group."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint content (tensors and plain types only, loadable with ``weights_only=True``)."""
+        gen = _loader_generator(self.train_loader)
+        gen_state = None
+        if gen is not None:
+            gen_state = self._gen_state_epoch_start if self.batch_in_epoch > 0 else gen.get_state()
+        config = getattr(self.model, "config", None)
+        try:
+            model_cfg = _plain(config) if config is not None else None
+        except TypeError:
+            model_cfg = None
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "model_cfg": model_cfg,
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "step": self.step,
+            "sampler_epoch": self.epoch - 1,
+            "accumulate": self.accumulate,
+            "amp": self.amp,
+            "loader_generator": gen_state,
+            "rng": capture_rng_state(),
+            "epoch_sums": dict(self._epoch_sums),
+            "epoch_batches": self._epoch_batches,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+        }
+
+    def save(self, name: str = "last.pt") -> Path:
+        """Write :meth:`state_dict` atomically to ``out_dir/name``; returns the path."""
+        path = save_checkpoint(self.state_dict(), self.out_dir / name)
+        self.last_checkpoint = path
+        return path
+
+    def resume(self, path: str | os.PathLike[str]) -> None:
+        """Restore everything from a checkpoint of :meth:`save` (built afresh with the same components), so that
+        :meth:`fit` continues exactly where the checkpointed run was."""
+        state = load_checkpoint(path, map_location="cpu")
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a reidkit trainer checkpoint (format {state.get('format')!r})")
+        if int(state["accumulate"]) != self.accumulate:
+            raise ValueError(f"{path} was trained with accumulate={state['accumulate']}, "
+                             f"this trainer has accumulate={self.accumulate}")
+        self.model.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if (state["scheduler"] is None) != (self.scheduler is None):
+            raise ValueError(f"{path}: scheduler presence differs between the checkpoint and this trainer")
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if (state["ema"] is None) != (self.ema is None):
+            raise ValueError(f"{path}: EMA presence differs between the checkpoint and this trainer")
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.step = int(state["step"])
+        self._epoch_sums = {k: float(v) for k, v in state["epoch_sums"].items()}
+        self._epoch_batches = int(state["epoch_batches"])
+        self.best_metric = state["best_metric"]
+        self.best_epoch = state["best_epoch"]
+        gen = _loader_generator(self.train_loader)
+        if gen is not None and state["loader_generator"] is not None:
+            gen.set_state(state["loader_generator"])
+            self._gen_state_epoch_start = state["loader_generator"].clone()
+        restore_rng_state(state["rng"])
+        self.last_checkpoint = Path(path)
+        self._apply_freeze(self.epoch)
+        self.log.write({"kind": "resume", "epoch": self.epoch, "step": self.step, "checkpoint": str(path)})
+
+    # ----------------------------------------------------------------------------------- freezing
+
+    def _apply_freeze(self, epoch: int) -> None:
+        """Freeze the target modules for ``epoch <= freeze_epochs``, unfreeze them after (never the fixed ones)."""
+        frozen = epoch <= self.freeze_epochs
+        for module in self._freeze_targets:
+            for param in module.parameters():
+                if id(param) not in self._fixed:
+                    param.requires_grad_(not frozen)
+        self.frozen = frozen and bool(self._freeze_targets)
+
+    def train_mode(self) -> None:
+        """``model.train()``, with frozen modules kept in eval mode (their BN statistics do not move)."""
+        self.model.train()
+        self.loss.train()
+        if self.frozen and self.freeze_bn_stats:
+            for module in self._freeze_targets:
+                module.eval()
+
+    # ------------------------------------------------------------------------------------ one step
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def _forward_backward(self, batch: Mapping[str, Any], group_size: int, epoch: int, index: int,
+                          num_batches: int) -> dict[str, float]:
+        images = torch.as_tensor(batch["img"]).to(self.device, non_blocking=True)
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pids = torch.as_tensor(batch["pid"]).to(self.device, non_blocking=True).long()
+        with self._autocast():
+            output = self.model(images, pids)
+        result = self.loss(output, pids)
+        total = result.total
+        if not bool(torch.isfinite(total.detach())):
+            terms = {k: float(v) for k, v in result.terms.items()}
+            where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
+                     else "no checkpoint was written yet")
+            raise NonFiniteLossError(
+                f"non-finite loss {float(total.detach())} at epoch {epoch}, step {self.step + 1} "
+                f"(batch {index + 1}/{num_batches} of the epoch); batch pids: {pids.tolist()}; "
+                f"loss terms: {terms}; {where}")
+        self.scaler.scale(total / group_size).backward()
+        return {k: float(v) for k, v in result.terms.items()}
+
+    def _optimizer_step(self) -> None:
+        if self.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None],
+                                                  self.clip_grad_norm)
+            self.last_grad_norm = float(norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if self.scheduler is not None and self.scheduler_per_iter:
+            self.scheduler.step()
+        self.step += 1
+
+    # ------------------------------------------------------------------------------------------ fit
+
+    def _batches(self, skip: int) -> Iterator[Mapping[str, Any]]:
+        from reidkit.data.prefetch import CUDAPrefetcher
+
+        source: Iterable[Any] = (CUDAPrefetcher(self.train_loader, self.device) if self.device.type == "cuda"
+                                 else self.train_loader)
+        iterator = iter(source)
+        for _ in range(skip):  # resumed mid-epoch: the same plan, its first batches already trained on
+            next(iterator)
+        return iterator
+
+    def fit(self, epochs: int, evaluate_every: int | None = None,
+            validation: tuple[Iterable[Any], Iterable[Any]] | None = None,
+            max_steps: int | None = None) -> list[dict[str, Any]]:
+        """Train until epoch ``epochs`` is done (continuing from the current position after :meth:`resume`).
+
+        Args:
+            epochs: the last epoch (1-based, inclusive) of the whole run.
+            evaluate_every: evaluate ``validation`` every this many epochs (and after the last); ``best.pt`` keeps
+                the best mAP. Model selection uses this validation split, never the test split.
+            validation: ``(query_loader, gallery_loader)`` from the training identities
+                (:func:`reidkit.data.datasets.validation.carve_validation` + ``build_test_loaders``).
+            max_steps: stop (after writing ``last.pt``) once this many optimiser steps are done in total.
+
+        Returns the epoch records of this call (as written to ``log.jsonl``).
+
+        Raises:
+            NonFiniteLossError: a NaN/Inf loss (nothing is written for that step).
+        """
+        from tqdm.auto import tqdm
+
+        if evaluate_every is not None and validation is None:
+            raise ValueError("evaluate_every needs validation=(query_loader, gallery_loader)")
+        records: list[dict[str, Any]] = []
+        while self.epoch <= epochs:
+            if max_steps is not None and self.step >= max_steps:
+                break
+            epoch = self.epoch
+            self._apply_freeze(epoch)
+            self.train_mode()
+            self.train_loader.set_epoch(epoch - 1)  # type: ignore[attr-defined]
+            num_batches = len(self.train_loader)  # type: ignore[arg-type]
+            gen = _loader_generator(self.train_loader)
+            if gen is not None and self.batch_in_epoch == 0:
+                self._gen_state_epoch_start = gen.get_state()
+            elif gen is not None and self._gen_state_epoch_start is not None:
+                gen.set_state(self._gen_state_epoch_start)
+            start_time = time.perf_counter()
+            bar = tqdm(total=num_batches, initial=self.batch_in_epoch, desc=f"epoch {epoch}", unit="batch",
+                       disable=not self.progress or _progress_disabled_by_env(), leave=False)
+            step_terms: dict[str, float] = {}
+            step_batches = 0
+            try:
+                batches = self._batches(self.batch_in_epoch)
+                for index in range(self.batch_in_epoch, num_batches):
+                    batch = next(batches)
+                    group_start = index - index % self.accumulate
+                    group_size = min(self.accumulate, num_batches - group_start)
+                    terms = self._forward_backward(batch, group_size, epoch, index, num_batches)
+                    for key, value in terms.items():
+                        step_terms[key] = step_terms.get(key, 0.0) + value
+                        self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
+                    step_batches += 1
+                    self._epoch_batches += 1
+                    bar.update(1)
+                    if index + 1 - group_start < group_size:
+                        continue
+                    self._optimizer_step()
+                    self.batch_in_epoch = index + 1
+                    if self.step % self.log_every == 0:
+                        mean = {k: v / step_batches for k, v in step_terms.items()}
+                        self.log.write({"kind": "step", "epoch": epoch, "step": self.step, "lr": self.lrs(),
+                                        "loss": mean, "grad_norm": self.last_grad_norm})
+                        bar.set_postfix(loss=f"{mean.get('total', float('nan')):.4f}")
+                    step_terms, step_batches = {}, 0
+                    stop = max_steps is not None and self.step >= max_steps
+                    if stop or (self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0):
+                        if self.batch_in_epoch < num_batches:  # the epoch end writes its own checkpoint
+                            self.save()
+                    if stop and self.batch_in_epoch < num_batches:
+                        return records
+            finally:
+                bar.close()
+            stopping = max_steps is not None and self.step >= max_steps
+            records.append(self._end_epoch(epoch, epochs, time.perf_counter() - start_time,
+                                           evaluate_every, validation, force_save=stopping))
+            if max_steps is not None and self.step >= max_steps:
+                break
+        return records
+
+    def _end_epoch(self, epoch: int, epochs: int, seconds: float, evaluate_every: int | None,
+                   validation: tuple[Iterable[Any], Iterable[Any]] | None,
+                   force_save: bool = False) -> dict[str, Any]:
+        lrs = self.lrs()  # the rates this epoch trained with (before a per-epoch scheduler step)
+        if self.scheduler is not None and not self.scheduler_per_iter:
+            self.scheduler.step()
+        record: dict[str, Any] = {
+            "kind": "epoch", "epoch": epoch, "step": self.step, "lr": lrs,
+            "loss": {k: v / max(self._epoch_batches, 1) for k, v in self._epoch_sums.items()},
+            "frozen": self.frozen, "seconds": seconds,
+        }
+        self.epoch, self.batch_in_epoch = epoch + 1, 0
+        self._epoch_sums, self._epoch_batches = {}, 0
+        self.log.write(record)
+        if validation is not None and evaluate_every is not None and (epoch % evaluate_every == 0
+                                                                      or epoch == epochs):
+            metrics = self.evaluate(*validation, split="validation")
+            self.log.write({"kind": "eval", "epoch": epoch, "step": self.step, **metrics})
+            record["eval"] = metrics
+            if self.best_metric is None or metrics["mAP"] > self.best_metric:
+                self.best_metric, self.best_epoch = float(metrics["mAP"]), epoch
+                self.save("best.pt")
+        if force_save or epoch % self.checkpoint_every == 0 or epoch == epochs:
+            self.save()
+        return record
+
+    def evaluate(self, query_loader: Iterable[Any], gallery_loader: Iterable[Any],
+                 split: str = "validation", flip: bool = False) -> dict[str, Any]:
+        """mAP, mINP and rank-1/5/10 (fractions) of the EMA model if any, else the model, on a query/gallery pair.
+
+        ``split`` is recorded with the numbers (``"validation"`` for model selection, ``"test"`` at the end).
+        """
+        from reidkit.evaluation import evaluate_features, extract_features
+
+        model = self.ema.module if self.ema is not None else self.model
+        query = extract_features(model, query_loader, flip=flip, device=self.device, progress=False)
+        gallery = extract_features(model, gallery_loader, flip=flip, device=self.device, progress=False)
+        result = evaluate_features(query.features, gallery.features, query.pids, gallery.pids,
+                                   query.camids, gallery.camids)
+        self.train_mode()
+        cmc = result.cmc
+        return {"split": split, "mAP": float(result.mAP), "mINP": float(result.mINP),
+                **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
+
+    def close(self) -> None:
+        """Close the log file."""
+        self.log.close()
+
+    def __repr__(self) -> str:
+        return (f"Trainer(device={self.device}, amp={self.amp!r}, accumulate={self.accumulate}, "
+                f"epoch={self.epoch}, step={self.step}, out_dir={str(self.out_dir)!r})")

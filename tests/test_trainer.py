@@ -1,0 +1,351 @@
+"""Trainer: exact resume, accumulation, clipping, EMA, freezing, NaN stop, JSON-lines log (CPU, tiny inputs)."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from reidkit.data.datasets.base import ReIDItem
+from reidkit.data.loaders import build_train_loader
+from reidkit.data.transforms import build_transforms
+from reidkit.engine.checkpoint import load_checkpoint
+from reidkit.engine.ema import ModelEMA
+from reidkit.engine.run_log import read_run_log
+from reidkit.engine.schedulers import WarmupMultiStepLR
+from reidkit.engine.trainer import NonFiniteLossError, Trainer
+from reidkit.losses import build_loss
+from reidkit.models.reid_model import ReIDOutput, build_model
+from reidkit.runtime import seed_everything
+
+NUM_IDS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[ReIDItem]:
+    folder = tmp_path_factory.mktemp("trainer_images")
+    rng = np.random.default_rng(0)
+    out = []
+    for pid in range(NUM_IDS):
+        base = rng.integers(0, 256, (1, 1, 3))
+        for k in range(4):
+            pixels = np.clip(base + rng.integers(-40, 40, (64, 32, 3)), 0, 255).astype(np.uint8)
+            path = folder / f"{pid:04d}_c{k % 2 + 1}_{k}.png"
+            Image.fromarray(pixels).save(path)
+            out.append(ReIDItem(str(path), pid, k % 2))
+    return out
+
+
+def make_trainer(items: list[ReIDItem], out_dir: Path, **kwargs: Any) -> Trainer:
+    """Everything built afresh from seed 0: ResNet-18 (random init) at 64×32, CE + triplet, Adam, warm-up."""
+    seed_everything(0)
+    model = build_model({"backbone": "resnet18", "pretrained": False}, NUM_IDS)
+    loss = build_loss("ce + triplet", num_classes=NUM_IDS, feat_dim=model.feature_dim)
+    optimizer = torch.optim.Adam(model.param_groups(3.5e-4, 5e-4))
+    scheduler = WarmupMultiStepLR(optimizer, [2], warmup_steps=2)
+    transform = build_transforms({"height": 64, "width": 32, "cutout_size": 16}, train=True)
+    loader = build_train_loader(items, transform, batch_size=8, num_instances=2, seed=0)
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("log_every", 1)
+    return Trainer(model, loss, optimizer, scheduler, loader, out_dir=out_dir, device="cpu", **kwargs)
+
+
+def assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def assert_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer) -> None:
+    sa, sb = a.state_dict()["state"], b.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for index in sa:
+        for name, value in sa[index].items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[index][name])), (index, name)
+
+
+@pytest.mark.parametrize("options, stop_at", [
+    ({"scheduler_per_iter": True}, 5),  # epochs of 3, 3, 4 batches: stops inside epoch 2 (after batch 2)
+    ({}, 3),  # at the end of epoch 1
+    ({"accumulate": 2, "ema_decay": 0.9, "freeze_epochs": 1, "clip_grad_norm": 5.0}, 3),  # inside epoch 2
+])
+def test_resume_is_bit_identical(items: list[ReIDItem], tmp_path: Path, options: dict[str, Any],
+                                 stop_at: int) -> None:
+    epochs = 3
+    full = make_trainer(items, tmp_path / "full", **options)
+    full.fit(epochs)
+
+    first = make_trainer(items, tmp_path / "cut", **options)
+    first.fit(epochs, max_steps=stop_at)
+    assert first.step == stop_at
+    checkpoint = load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert checkpoint["step"] == stop_at and checkpoint["sampler_epoch"] == checkpoint["epoch"] - 1
+    first.close()
+    del first
+
+    resumed = make_trainer(items, tmp_path / "cut", **options)  # a fresh process would build exactly this
+    resumed.resume(tmp_path / "cut" / "last.pt")
+    resumed.fit(epochs)
+    assert (resumed.epoch, resumed.step) == (full.epoch, full.step)
+    assert_same_state(full.model.state_dict(), resumed.model.state_dict())
+    assert_same_optimizer(full.optimizer, resumed.optimizer)
+    assert full.scheduler.state_dict() == resumed.scheduler.state_dict()
+    if full.ema is not None:
+        assert_same_state(full.ema.module.state_dict(), resumed.ema.module.state_dict())
+    # the log of the interrupted + resumed run reads as one history equal to the uninterrupted one
+    for kind in ("step", "epoch"):
+        a = read_run_log(tmp_path / "full" / "log.jsonl", kind)
+        b = read_run_log(tmp_path / "cut" / "log.jsonl", kind)
+        assert [(r["step"], r["lr"], r["loss"]) for r in a] == [(r["step"], r["lr"], r["loss"]) for r in b]
+    full.close()
+    resumed.close()
+
+
+def test_resume_mid_epoch_checkpoint_is_mid_epoch(items: list[ReIDItem], tmp_path: Path) -> None:
+    trainer = make_trainer(items, tmp_path)
+    trainer.fit(3, max_steps=2)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert (state["epoch"], state["batch_in_epoch"], state["step"]) == (1, 2, 2)
+    assert state["loader_generator"] is not None and state["rng"]["torch"].dtype == torch.uint8
+    trainer.close()
+
+
+def test_log_contents(items: list[ReIDItem], tmp_path: Path) -> None:
+    trainer = make_trainer(items, tmp_path, log_every=2)
+    trainer.fit(2)
+    trainer.close()
+    records = read_run_log(tmp_path / "log.jsonl")
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == list(range(2, trainer.step + 1, 2))
+    assert [r["epoch"] for r in epochs] == [1, 2] and epochs[-1]["step"] == trainer.step
+    for record in steps + epochs:
+        assert set(record["loss"]) == {"ce", "ce_weighted", "triplet", "triplet_weighted", "total"}
+        assert len(record["lr"]) == len(trainer.optimizer.param_groups)
+        assert all(isinstance(v, float) for v in record["loss"].values())
+    # per-epoch scheduler (BoT convention): epoch 1 trains at base * 0.01, epoch 2 at base * (0.01 + 0.99 / 2)
+    assert epochs[0]["lr"][0] == pytest.approx(3.5e-4 * 0.01)
+    assert epochs[1]["lr"][0] == pytest.approx(3.5e-4 * (0.01 + 0.99 / 2))
+
+
+def bn_modes(module: nn.Module) -> list[bool]:
+    return [m.training for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+def test_freezing_keeps_bn_eval_and_unfreezes_after_n_epochs_also_on_resume(items: list[ReIDItem],
+                                                                          tmp_path: Path) -> None:
+    trainer = make_trainer(items, tmp_path, freeze_epochs=2, freeze_modules=("backbone", "neck"))
+    neck_bias = trainer.model.neck.bn.bias  # type: ignore[union-attr]
+    assert not neck_bias.requires_grad  # frozen by design (BNNeck)
+    initial = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+    seen: list[bool] = []
+    first_bn = next(m for m in trainer.model.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    first_bn.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    trainer.fit(3, max_steps=2)  # stops inside epoch 1
+    assert seen and not any(seen)
+    trainer.close()
+
+    resumed = make_trainer(items, tmp_path, freeze_epochs=2, freeze_modules=("backbone", "neck"))
+    assert all(p.requires_grad for p in resumed.model.backbone.parameters())
+    resumed.resume(tmp_path / "last.pt")
+    assert not any(p.requires_grad for p in resumed.model.backbone.parameters())  # derived from the epoch
+    seen.clear()
+    first_bn = next(m for m in resumed.model.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    first_bn.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    head_before = resumed.model.head.weight.detach().clone()  # type: ignore[union-attr]
+    resumed.fit(2)  # finishes epochs 1 and 2, both frozen
+    assert seen and not any(seen)
+    assert_same_state(initial, resumed.model.backbone.state_dict())  # weights and BN statistics untouched
+    assert not torch.equal(head_before, resumed.model.head.weight)  # the head trained
+    assert resumed.frozen
+
+    seen.clear()
+    resumed.fit(3)  # epoch 3: unfrozen, BN in train mode, backbone moves
+    assert seen and all(seen) and all(bn_modes(resumed.model.backbone))
+    assert all(p.requires_grad for p in resumed.model.backbone.parameters())
+    assert not neck_bias.requires_grad and not resumed.model.neck.bn.bias.requires_grad  # type: ignore
+    assert not torch.equal(initial["conv1.weight"], resumed.model.backbone.state_dict()["conv1.weight"])
+    resumed.close()
+
+
+# ------------------------------------------------------------------------------- tiny BN-free model
+
+
+class ToyModel(nn.Module):
+    """Linear classifier on flattened 3×4×2 images; ``nan_after``: the logits become NaN from that call on."""
+
+    def __init__(self, nan_after: int | None = None) -> None:
+        super().__init__()
+        self.fc = nn.Linear(24, 4)
+        self.calls = 0
+        self.nan_after = nan_after
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> ReIDOutput:
+        self.calls += 1
+        features = images.flatten(1)
+        logits = self.fc(features)
+        if self.nan_after is not None and self.calls > self.nan_after:
+            logits = logits * float("nan")
+        return ReIDOutput(logits, features)
+
+
+class ListLoader:
+    """Fixed batches (the same every epoch) with the ``set_epoch`` / ``len`` interface of the train loader."""
+
+    def __init__(self, batches: Sequence[dict[str, torch.Tensor]]) -> None:
+        self.batches = list(batches)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(self.batches)
+
+
+def toy_batches(sizes: Sequence[int], seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [{"img": torch.randn(n, 3, 4, 2, generator=g), "pid": torch.randint(0, 4, (n,), generator=g)}
+            for n in sizes]
+
+
+def split(batches: list[dict[str, torch.Tensor]], parts: int) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.chunk(parts)[i] for k, v in b.items()} for b in batches for i in range(parts)]
+
+
+def toy_trainer(batches: list[dict[str, torch.Tensor]], out_dir: Path, lr: float = 0.5,
+                **kwargs: Any) -> Trainer:
+    torch.manual_seed(0)
+    model = ToyModel(kwargs.pop("nan_after", None))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    return Trainer(model, build_loss("ce"), optimizer, None, ListLoader(batches), out_dir=out_dir, device="cpu",
+                   progress=False, **kwargs)
+
+
+def test_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
+    big = toy_batches([8, 8, 4])  # the last step of the epoch sees a partial group (one micro-batch)
+    micro = split(big[:2], 2) + [big[2]]
+    one = toy_trainer(big, tmp_path / "big")
+    one.fit(2)
+    acc = toy_trainer(micro, tmp_path / "acc", accumulate=2)
+    acc.fit(2)
+    assert one.step == acc.step == 6
+    for a, b in zip(one.model.parameters(), acc.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    without = toy_trainer(micro, tmp_path / "plain")
+    without.fit(2)
+    assert not torch.allclose(without.model.fc.weight, one.model.fc.weight, atol=1e-4)  # the test can fail
+    for t in (one, acc, without):
+        t.close()
+
+
+def test_clipping_bounds_the_gradient_norm(tmp_path: Path) -> None:
+    batches = toy_batches([8])
+    trainer = toy_trainer(batches, tmp_path, lr=1.0, clip_grad_norm=1e-3)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.fit(1)
+    # plain SGD with lr 1: the update is minus the (clipped) gradient
+    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
+    assert trainer.last_grad_norm is not None and trainer.last_grad_norm > 1e-2  # clipping was active
+    assert float(update.norm()) == pytest.approx(1e-3, rel=1e-4)
+    trainer.close()
+
+
+def test_ema_formula_on_hand_made_example() -> None:
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    ema = ModelEMA(model, decay=0.9)
+    with torch.no_grad():
+        model[0].weight.fill_(3.0)
+        model[1].running_mean.fill_(10.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update(model)
+    assert ema.module[0].weight.item() == pytest.approx(0.9 * 1 + 0.1 * 3)  # 1.2
+    assert ema.module[1].running_mean.item() == pytest.approx(0.1 * 10)
+    assert ema.module[1].num_batches_tracked.item() == 7  # integer buffers are copied
+    ema.update(model)
+    assert ema.module[0].weight.item() == pytest.approx(0.9 * 1.2 + 0.1 * 3)  # 1.38
+    assert not any(p.requires_grad for p in ema.module.parameters()) and not ema.module.training
+    other = ModelEMA(model, decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.decay == 0.9 and other.updates == 2 and other.module[0].weight.item() == pytest.approx(1.38)
+    with pytest.raises(ValueError, match="ema_decay"):
+        ModelEMA(model, 1.0)
+
+
+def test_nan_loss_stops_with_epoch_step_pids_and_last_checkpoint(tmp_path: Path) -> None:
+    batches = toy_batches([4, 4, 4, 4])
+    trainer = toy_trainer(batches, tmp_path, nan_after=2, checkpoint_every_steps=1)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(3)
+    message = str(info.value)
+    assert "epoch 1, step 3" in message and "batch 3/4" in message
+    assert str(batches[2]["pid"].tolist()) in message
+    assert str(tmp_path / "last.pt") in message
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2  # the last good state was not overwritten
+    trainer.close()
+    fresh = toy_trainer(batches, tmp_path / "fresh", nan_after=0)
+    with pytest.raises(NonFiniteLossError, match="no checkpoint was written yet"):
+        fresh.fit(1)
+    fresh.close()
+
+
+def test_bf16_autocast_on_cpu_runs(tmp_path: Path) -> None:
+    trainer = toy_trainer(toy_batches([8, 8]), tmp_path, amp="bf16")
+    trainer.fit(1)
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters()) and trainer.step == 2
+    trainer.close()
+
+
+def test_argument_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="amp"):
+        toy_trainer(toy_batches([4]), tmp_path, amp="fp8")
+    with pytest.raises(ValueError, match="accumulate"):
+        toy_trainer(toy_batches([4]), tmp_path, accumulate=0)
+    with pytest.raises(ValueError, match="no submodule 'backbone'.*fc"):
+        toy_trainer(toy_batches([4]), tmp_path, freeze_epochs=1)
+    trainer = toy_trainer(toy_batches([4]), tmp_path / "a", accumulate=1)
+    trainer.fit(1)
+    other = toy_trainer(toy_batches([4]), tmp_path / "b", accumulate=2)
+    with pytest.raises(ValueError, match="accumulate=1"):
+        other.resume(tmp_path / "a" / "last.pt")
+    trainer.close()
+    other.close()
+
+
+def test_fit_evaluates_validation_and_keeps_best(items: list[ReIDItem], tmp_path: Path) -> None:
+    from reidkit.data.loaders import build_test_loaders
+
+    query = [it for it in items if it.camid == 0]
+    gallery = [it for it in items if it.camid == 1]
+    loaders = build_test_loaders(query, gallery, build_transforms({"height": 64, "width": 32, "cutout_size": 16}, train=False),
+                                 batch_size=16)
+    trainer = make_trainer(items, tmp_path, ema_decay=0.5)
+    records = trainer.fit(2, evaluate_every=1, validation=loaders)
+    trainer.close()
+    evals = read_run_log(tmp_path / "log.jsonl", "eval")
+    assert [r["epoch"] for r in evals] == [1, 2] and all(r["split"] == "validation" for r in evals)
+    assert all(0.0 <= r["mAP"] <= 1.0 and 0.0 <= r["rank1"] <= 1.0 for r in evals)
+    assert records[0]["eval"] == {k: v for k, v in evals[0].items() if k not in ("kind", "epoch", "step")}
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["best_metric"] == max(r["mAP"] for r in evals)
+    assert trainer.model.training  # back in training mode after evaluation
+    with pytest.raises(ValueError, match="validation"):
+        trainer.fit(3, evaluate_every=1)
