@@ -4,6 +4,7 @@ schedulers and model evaluation."""
 from reidkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from reidkit.engine.ema import ModelEMA
 from reidkit.engine.evaluator import EvalReport, evaluate_model
+from reidkit.engine.run import Run, build_run, train_from_config
 from reidkit.engine.run_log import RunLog, read_run_log
 from reidkit.engine.schedulers import (
     SCHEDULERS,
@@ -20,13 +21,16 @@ __all__ = [
     "LightMBNCosineLR",
     "ModelEMA",
     "NonFiniteLossError",
+    "Run",
     "RunLog",
     "Trainer",
     "WarmupCosineAnnealingLR",
     "WarmupMultiStepLR",
+    "build_run",
     "build_scheduler",
     "evaluate_model",
     "load_checkpoint",
     "read_run_log",
     "save_checkpoint",
+    "train_from_config",
 ]

@@ -491,7 +491,10 @@ class LightMBN(nn.Module):
                 stacked = stacked / 2
         return self.finalize(stacked)
 
-    def forward(self, x: Tensor) -> LightMBNTrainOutput | Tensor:
+    def forward(self, x: Tensor, targets: Tensor | None = None) -> LightMBNTrainOutput | Tensor:
+        """Training: :class:`LightMBNTrainOutput` (7 logit sets, 3 pre-BN metric features); eval: the (B, 3584)
+        per-branch normalised feature. ``targets`` is accepted for the trainer's ``model(images, pids)`` call and
+        ignored: LightMBN's heads are plain linear classifiers without margins."""
         out = self._heads(x)
         if not self.training:
             return self.finalize(torch.stack([out[name][1] for name in BRANCH_NAMES], dim=1))

@@ -1,0 +1,353 @@
+"""A training run built from a validated config (issue 5 §3–§4): what ``reidkit train`` does.
+
+:func:`build_run` turns a config (:func:`reidkit.config.load_config`) into a :class:`Run`: the dataset, a validation
+split carved from the training identities (``train.val_ids``), the train pipeline (``data.transforms``), the P×K
+train loader, the model (``ReIDModel`` or ``LightMBN`` from ``model.arch``), the loss (``loss.spec`` +
+``loss.params``), the optimiser (``optim``, on the model's ``param_groups``), the scheduler (``schedule``) and the
+:class:`~reidkit.engine.trainer.Trainer` (``train`` options). :func:`train_from_config` then fits, evaluates the
+**test split once at the end** and writes ``out_dir/config.yaml`` (the resolved config) and ``out_dir/metrics.json``.
+
+Model selection (``train.select_on``):
+
+* ``val`` (default): ``best.pt`` is chosen on the carved validation split; the test split is only evaluated at the
+  end, with the selected weights. With ``train.val_ids: 0`` there is no validation split and the last weights are
+  used (``metrics.json`` says so).
+* ``last``: no selection, the last weights are tested (validation is still reported when ``val_ids > 0``).
+* ``test``: only for reproducing the seed's recipes: checkpoints are chosen on the test split and the final
+  numbers are labelled ``test_selected: true`` (they are optimistic).
+
+SynthReID roots: ``data.name: synthreid`` with ``data.root: "synthreid:PRESET"`` or ``"synthreid:PRESET:SEED"``
+(e.g. ``synthreid:small``) generates the dataset on first use with
+:func:`reidkit.data.synthetic.ensure_synthreid` under :func:`~reidkit.data.synthetic.generate.default_data_root`
+(``$REIDKIT_DATA``, the checkout's ``data/`` or ``~/.cache/reidkit/data``). A plain folder is read as it is; a
+missing plain folder is an error that suggests this form (nothing is generated in an unexpected place).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reidkit.engine.trainer import Trainer
+
+__all__ = ["Run", "SYNTHREID_ROOT_PREFIX", "build_run", "resolve_data_root", "train_from_config"]
+
+SYNTHREID_ROOT_PREFIX = "synthreid:"
+"""``data.root`` prefix that names a generated SynthReID dataset: ``synthreid:PRESET[:SEED]``."""
+
+
+@dataclass
+class Run:
+    """Everything a training run is made of (see :func:`build_run`)."""
+
+    cfg: dict[str, Any]
+    out_dir: Path
+    dataset: Any
+    train_items: list[Any]
+    val_query: list[Any]
+    val_gallery: list[Any]
+    num_classes: int
+    train_transform: Any
+    test_transform: Any
+    train_loader: Any
+    model: nn.Module
+    loss: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    trainer: Trainer
+    selection: str
+    notes: list[str] = field(default_factory=list)
+
+    def validation_loaders(self) -> tuple[Any, Any] | None:
+        """``(query_loader, gallery_loader)`` the trainer selects on, or ``None`` without selection."""
+        from reidkit.data.loaders import build_test_loaders
+
+        data = self.cfg["data"]
+        if self.selection == "test":
+            query, gallery = self.dataset.query, self.dataset.gallery
+        elif self.val_query:
+            query, gallery = self.val_query, self.val_gallery
+        else:
+            return None
+        return build_test_loaders(query, gallery, self.test_transform, batch_size=data["test_batch_size"],
+                                  workers=data["workers"])
+
+
+def resolve_data_root(data: Mapping[str, Any]) -> Path:
+    """The dataset folder of a config's ``data`` section; ``synthreid:PRESET[:SEED]`` is generated when missing.
+
+    Raises:
+        ValueError: a malformed ``synthreid:`` root, or that form with another ``data.name``.
+        FileNotFoundError: a plain root that does not exist.
+    """
+    root = str(data["root"])
+    if root.startswith(SYNTHREID_ROOT_PREFIX):
+        if data["name"] != "synthreid":
+            raise ValueError(f"data.root {root!r} names a generated SynthReID dataset but data.name is "
+                             f"{data['name']!r}; set data.name=synthreid")
+        from reidkit.data.synthetic import PRESETS, ensure_synthreid
+
+        parts = root[len(SYNTHREID_ROOT_PREFIX):].split(":")
+        preset = parts[0]
+        if len(parts) > 2 or preset not in PRESETS:
+            raise ValueError(f"data.root {root!r}: expected synthreid:PRESET or synthreid:PRESET:SEED with PRESET "
+                             f"one of {', '.join(sorted(PRESETS))}")
+        try:
+            seed = int(parts[1]) if len(parts) == 2 else 0
+        except ValueError:
+            raise ValueError(f"data.root {root!r}: the seed must be an int") from None
+        return ensure_synthreid(preset, seed)
+    path = Path(root).expanduser()
+    if not path.exists():
+        hint = (" (or data.root=synthreid:tiny / synthreid:small to generate SynthReID)"
+                if data["name"] == "synthreid" else "")
+        raise FileNotFoundError(f"data.root {root!r} does not exist{hint}")
+    return path
+
+
+def _loss_spec(loss_cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``loss.spec`` + ``loss.params`` as :func:`reidkit.losses.build_loss`'s list-of-dicts form.
+
+    ``loss.params`` is keyed by a term's logging key (``ce``, ``triplet_2``) or its loss name.
+    """
+    from reidkit.losses.combined import parse_loss_spec
+
+    terms = parse_loss_spec(loss_cfg["spec"])
+    params = dict(loss_cfg["params"])
+    known = {t.key for t in terms} | {t.name for t in terms}
+    unknown = sorted(str(k) for k in params if k not in known)
+    if unknown:
+        raise ValueError(f"loss.params: {unknown} name no term of loss.spec {loss_cfg['spec']!r}; "
+                         f"valid: {', '.join(sorted(known))}")
+    out = []
+    for term in terms:
+        extra = dict(params.get(term.key, params.get(term.name, {})))
+        out.append({**term.params, **extra, "name": term.name, "weight": term.weight, "key": term.key})
+    return out
+
+
+def _build_model(cfg: Mapping[str, Any], num_classes: int) -> tuple[nn.Module, int]:
+    """The model and the width of its training feature (for the center loss)."""
+    from reidkit.config import model_arch_kwargs
+
+    arch, kwargs = model_arch_kwargs(cfg)
+    if arch == "lightmbn":
+        from reidkit.models.lightmbn import LightMBN
+
+        model = LightMBN(num_classes, **kwargs)
+        model.config = {"arch": "lightmbn", **copy.deepcopy(kwargs)}  # type: ignore[assignment]
+        return model, int(model.options.feat_dim)
+    from reidkit.models.reid_model import build_model
+
+    model = build_model(kwargs, num_classes)
+    return model, int(model.feature_dim or 0)
+
+
+def _build_optimizer(cfg: Mapping[str, Any], model: nn.Module, loss: nn.Module) -> torch.optim.Optimizer:
+    """Adam / AdamW / SGD over the model's parameter groups, plus a group for the loss's own parameters (center
+    loss centres: the model's learning rate, no weight decay)."""
+    o = cfg["optim"]
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(o["lr"], o["weight_decay"], bias_lr_factor=o["bias_lr_factor"],
+                                    bias_weight_decay=o["bias_weight_decay"],
+                                    norm_weight_decay=o["norm_weight_decay"])
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": o["lr"],
+                   "weight_decay": o["weight_decay"], "name": "all"}]
+    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": o["lr"], "weight_decay": 0.0, "name": "loss"})
+    if o["name"] == "sgd":
+        return torch.optim.SGD(groups, lr=o["lr"], momentum=o["momentum"], nesterov=o["nesterov"],
+                               weight_decay=o["weight_decay"])
+    cls = torch.optim.Adam if o["name"] == "adam" else torch.optim.AdamW
+    return cls(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"],
+               amsgrad=o["amsgrad"])
+
+
+def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = None) -> Run:
+    """Build every component of a training run from a validated config (:func:`reidkit.config.load_config`).
+
+    ``out_dir`` defaults to ``train.output_dir``. Nothing is trained here.
+
+    Raises:
+        ValueError: a component rejects its options (e.g. more ``val_ids`` than eligible identities).
+        FileNotFoundError: ``data.root`` does not exist.
+    """
+    from reidkit.data.datasets import build_dataset
+    from reidkit.data.datasets.validation import carve_validation
+    from reidkit.data.loaders import build_train_loader
+    from reidkit.data.transforms import build_transforms
+    from reidkit.engine.schedulers import build_scheduler
+    from reidkit.losses import build_loss
+
+    cfg = copy.deepcopy(dict(cfg))
+    data, train = cfg["data"], cfg["train"]
+    notes: list[str] = []
+    seed = train["seed"]
+    if seed is not None:
+        torch.manual_seed(seed)
+    data_seed = 0 if seed is None else seed
+
+    root = resolve_data_root(data)
+    dataset = build_dataset(data["name"], root, **data["dataset_kwargs"])
+    if train["val_ids"] > 0:
+        split = carve_validation(dataset, train["val_ids"], data_seed)
+        train_items, val_query, val_gallery = list(split.train), list(split.query), list(split.gallery)
+    else:
+        train_items, val_query, val_gallery = list(dataset.train), [], []
+    num_classes = len({item.pid for item in train_items})
+
+    selection = train["select_on"]
+    if selection == "val" and not val_query:
+        selection = "last"
+        notes.append("train.val_ids is 0: no validation split, the last weights are tested")
+    if selection == "test":
+        notes.append("train.select_on is test: checkpoints are chosen on the test split (test-selected numbers)")
+
+    model, feat_dim = _build_model(cfg, num_classes)
+    transforms = dict(data["transforms"])
+    if getattr(model, "input_norm", None) is not None:  # the model normalises its [0, 1] input itself
+        transforms["mean"], transforms["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    train_transform = build_transforms(transforms, train=True)
+    test_transform = build_transforms(transforms, train=False)
+    loader = build_train_loader(train_items, train_transform, batch_size=data["batch_size"],
+                                num_instances=data["num_instances"], workers=data["workers"], seed=data_seed)
+    if data["sampler"] != "pk":
+        notes.append("data.sampler: only the P×K sampler is implemented; 'pk' was used")
+
+    loss = build_loss(_loss_spec(cfg["loss"]), num_classes=num_classes, feat_dim=feat_dim)
+    optimizer = _build_optimizer(cfg, model, loss)
+    scheduler = build_scheduler(cfg, optimizer, iters_per_epoch=len(loader))
+
+    for key in ("compile", "sync_bn"):
+        if train[key]:
+            notes.append(f"train.{key} is not applied by reidkit train yet")
+    if train["freeze_iters"]:
+        notes.append("train.freeze_iters is not applied by reidkit train yet (freeze_epochs is)")
+    for note in notes:
+        if "not applied" in note or "only the" in note:
+            warnings.warn(note, stacklevel=2)
+
+    out = Path(out_dir) if out_dir is not None else Path(train["output_dir"])
+    device = None if train["device"] == "auto" else train["device"]
+    trainer = Trainer(
+        model, loss, optimizer, scheduler, loader, out_dir=out, device=device,
+        amp=train["amp_dtype"] if train["amp"] else "off", channels_last=train["channels_last"],
+        accumulate=train["accumulate"], clip_grad_norm=train["clip"], ema_decay=train["ema"],
+        freeze_epochs=train["freeze_epochs"], freeze_modules=train["freeze_modules"],
+        freeze_bn_stats=train["freeze_bn_stats"], scheduler_per_iter=cfg["schedule"]["per_iter"],
+        log_every=max(cfg["log"]["every_n"], 1), checkpoint_every=max(train["checkpoint_every"], 1),
+        progress=cfg["log"]["progress"],
+    )
+    return Run(cfg=cfg, out_dir=out, dataset=dataset, train_items=train_items, val_query=val_query,
+               val_gallery=val_gallery, num_classes=num_classes, train_transform=train_transform,
+               test_transform=test_transform, train_loader=loader, model=model, loss=loss, optimizer=optimizer,
+               scheduler=scheduler, trainer=trainer, selection=selection, notes=notes)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_selected_weights(run: Run, path: Path) -> None:
+    """Put the weights of checkpoint ``path`` (model, and EMA when the run keeps one) into the run's model."""
+    from reidkit.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(path, map_location="cpu")
+    run.trainer.model.load_state_dict(state["model"])
+    if run.trainer.ema is not None and state.get("ema") is not None:
+        run.trainer.ema.load_state_dict(state["ema"])
+
+
+def evaluate_test(run: Run) -> dict[str, Any]:
+    """mAP, mINP and rank-1/5/10 of the run's model (its EMA if any) on the test query/gallery, with the config's
+    ``eval`` settings (metric, normalisation, flip, re-ranking)."""
+    from reidkit.engine.evaluator import evaluate_model
+
+    ev, data = run.cfg["eval"], run.cfg["data"]
+    model = run.trainer.ema.module if run.trainer.ema is not None else run.trainer.model
+    params = ({"k1": ev["rerank_k1"], "k2": ev["rerank_k2"], "lambda_value": ev["rerank_lambda"]}
+              if ev["rerank"] else None)
+    report = evaluate_model(model, run.dataset.query, run.dataset.gallery, transform=run.test_transform,
+                            metric=ev["metric"], flip=ev["flip"], normalize=ev["normalize"], rerank=ev["rerank"],
+                            rerank_params=params, max_rank=ev["max_rank"], batch_size=data["test_batch_size"],
+                            workers=data["workers"], device=run.trainer.device, progress=False)
+    rank = report.result
+    cmc = list(rank.cmc)
+    result = {"split": "test", "mAP": float(rank.mAP), "mINP": float(rank.mINP),
+              **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
+    return result
+
+
+def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | None = None,
+                      out_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Train the run of ``cfg`` (optionally continuing from the checkpoint ``resume``), evaluate the test split once
+    at the end and write ``out_dir/config.yaml`` and ``out_dir/metrics.json``; returns the metrics written.
+
+    ``metrics.json``: ``validation`` (``best_mAP``, ``best_epoch`` and the per-epoch validation records, model
+    selection only), ``test`` (mAP, mINP, rank1/5/10 of the selected weights, evaluated once, after training),
+    ``selection`` and ``test_selected`` (true only with ``train.select_on: test``), ``checkpoint`` (the weights
+    tested), ``epochs``, ``steps`` and ``notes``.
+    """
+    from reidkit.config import dump_config
+
+    run = build_run(cfg, out_dir)
+    trainer = run.trainer
+    try:
+        _write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
+        if resume is not None:
+            path = Path(resume).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"checkpoint to resume not found: {path}")
+            trainer.resume(path)
+        validation = run.validation_loaders()
+        evaluate_every = max(run.cfg["train"]["eval_every"], 1) if validation is not None else None
+        records = trainer.fit(run.cfg["train"]["epochs"], evaluate_every=evaluate_every, validation=validation)
+        best = run.out_dir / "best.pt"
+        tested = run.out_dir / "last.pt"
+        if run.selection in ("val", "test") and best.is_file():
+            _load_selected_weights(run, best)
+            tested = best
+        test = evaluate_test(run)
+        trainer.log.write({"kind": "test", "epoch": trainer.epoch - 1, "step": trainer.step, **test})
+    finally:
+        trainer.close()
+
+    val_records = [{"epoch": r["epoch"], **r["eval"]} for r in records if "eval" in r]
+    metrics = {
+        "validation": {
+            "split": "test" if run.selection == "test" else "validation",
+            "ids": None if run.selection == "test" else len({item.pid for item in run.val_query}),
+            "best_mAP": trainer.best_metric,
+            "best_epoch": trainer.best_epoch,
+            "epochs": val_records,
+        },
+        "test": test,
+        "selection": run.selection,
+        "test_selected": run.selection == "test",
+        "checkpoint": str(tested),
+        "epochs": trainer.epoch - 1,
+        "steps": trainer.step,
+        "resumed_from": None if resume is None else str(resume),
+        "notes": run.notes,
+    }
+    _write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
