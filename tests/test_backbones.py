@@ -48,16 +48,6 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these forwards are tiny, and two OpenMP threads on a shared 2-core machine spend
-    more time waiting for each other than computing (seconds instead of milliseconds per forward)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _no_grad():
     with torch.no_grad():

@@ -3,7 +3,6 @@ rank metrics), flip TTA as defined, re-ranking, train/eval flags restored, the C
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +19,6 @@ from reidkit.models import ReIDModel, build_model
 
 HEIGHT, WIDTH = 64, 32
 CFG = {"backbone": "resnet18", "embedding_dim": 64}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

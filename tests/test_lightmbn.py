@@ -7,7 +7,6 @@ Inputs are 64×32 or 128×64, except one 384×128 shape walk.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ from reidkit.models.pooling import GeM
 K = 751
 LMBN_PARAMS = 9_152_280
 SEED_PARAMS = 9_218_859
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small convolutions gain nothing from intra-op threads on a 2-core machine; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

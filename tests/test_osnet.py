@@ -39,16 +39,6 @@ HEADS = ("fc.", "classifier.")
 SMALL = (2, 3, 64, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions gain nothing from intra-op threads, and on a busy 2-core machine oversubscribed
-    threads made this module 20x slower; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def torchreid_layout() -> dict[str, list[tuple[str, tuple[int, ...]]]]:
     data = json.loads(FIXTURE.read_text())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,6 @@ from reidkit.engine.run import _loss_spec, resolve_data_root
 
 SMALL = ["model.backbone=osnet_x0_25", "data.height=64", "data.width=32", "data.workers=0",
          "data.test_batch_size=64", "log.progress=false"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: fast and stable on a 2-core CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

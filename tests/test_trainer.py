@@ -26,14 +26,6 @@ from reidkit.runtime import seed_everything
 NUM_IDS = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def items(tmp_path_factory: pytest.TempPathFactory) -> list[ReIDItem]:
     folder = tmp_path_factory.mktemp("trainer_images")
