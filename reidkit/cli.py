@@ -1,6 +1,6 @@
 """The ``reidkit`` command line: the only module that reads ``sys.argv``.
 
-    reidkit demo                         SynthReID small -> statistics, baseline, figures
+    reidkit demo                         SynthReID small -> statistics, baseline, train synth_quick, figures
     reidkit synth --preset tiny --out D  write a SynthReID dataset in Market-1501 layout
     reidkit info                         versions, extras and device
     reidkit notebooks                    re-execute the notebooks in place (stored outputs)
@@ -34,7 +34,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from reidkit.demo import run_demo
 
     run_demo(
-        out_dir=Path(args.out), preset=args.preset, seed=args.seed, data_root=args.data_root, workers=args.workers
+        out_dir=Path(args.out),
+        preset=args.preset,
+        seed=args.seed,
+        data_root=args.data_root,
+        workers=args.workers,
+        epochs=args.epochs,
     )
     return 0
 
@@ -274,12 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reidkit", description="Person re-identification toolkit.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="generate SynthReID, report statistics and a baseline, draw figures")
+    demo = sub.add_parser(
+        "demo", help="SynthReID: statistics, a hand-crafted baseline, train synth_quick, evaluate, draw figures"
+    )
     demo.add_argument("--preset", default="small", choices=sorted(PRESETS), help="SynthReID size")
     demo.add_argument("--seed", type=int, default=0, help="SynthReID seed")
     demo.add_argument("--out", default="outputs/demo", help="folder for figures and metrics")
     demo.add_argument("--data-root", default=None, help="where SynthReID is cached (default: data/)")
     demo.add_argument("--workers", type=int, default=2, help="processes rendering SynthReID (same bytes for any)")
+    demo.add_argument("--epochs", type=int, default=None, help="override the synth_quick recipe's epochs")
     demo.set_defaults(func=_cmd_demo)
 
     synth = sub.add_parser("synth", help="write a SynthReID dataset in Market-1501 layout")
