@@ -32,7 +32,34 @@ def _margin_or_soft(gap: Tensor, margin: float) -> Tensor:
     return F.relu(gap + margin) if margin > 0 else F.softplus(gap)
 
 
-class TripletLoss(nn.Module):
+class _TripletBase(nn.Module):
+    """What both triplet losses share: the margin (0 = soft), the distance options and the valid anchors'
+    distance rows with their positive and negative masks."""
+
+    input_kind = "features"
+
+    def __init__(self, margin: float, norm_feature: bool, include_self_positive: bool) -> None:
+        super().__init__()
+        if float(margin) < 0:
+            raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
+        self.margin = float(margin)
+        self.norm_feature = bool(norm_feature)
+        self.include_self_positive = bool(include_self_positive)
+
+    def extra_repr(self) -> str:
+        return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
+                f"include_self_positive={self.include_self_positive}")
+
+    def _anchor_rows(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(dist, pos, neg)`` restricted to the anchors with at least one positive and one negative."""
+        x, y = check_features(features, labels, type(self).__name__)
+        dist = euclidean_distance_matrix(x, self.norm_feature)
+        pos, neg = pair_masks(y, self.include_self_positive)
+        valid = _valid_anchors(pos, neg, type(self).__name__)
+        return dist[valid], pos[valid], neg[valid]
+
+
+class TripletLoss(_TripletBase):
     """Batch-hard triplet loss (Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person
     Re-Identification", arXiv 1703.07737).
 
@@ -50,27 +77,12 @@ class TripletLoss(nn.Module):
         include_self_positive: the seed's behaviour (see above).
     """
 
-    input_kind = "features"
-
     def __init__(self, margin: float = 0.3, norm_feature: bool = False, include_self_positive: bool = False) -> None:
-        super().__init__()
-        if float(margin) < 0:
-            raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
-        self.margin = float(margin)
-        self.norm_feature = bool(norm_feature)
-        self.include_self_positive = bool(include_self_positive)
-
-    def extra_repr(self) -> str:
-        return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
-                f"include_self_positive={self.include_self_positive}")
+        super().__init__(margin, norm_feature, include_self_positive)
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            x, y = check_features(features, labels, type(self).__name__)
-            dist = euclidean_distance_matrix(x, self.norm_feature)
-            pos, neg = pair_masks(y, self.include_self_positive)
-            valid = _valid_anchors(pos, neg, type(self).__name__)
-            dist, pos, neg = dist[valid], pos[valid], neg[valid]
+            dist, pos, neg = self._anchor_rows(features, labels)
             inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
             d_ap = torch.where(pos, dist, -inf).amax(dim=1)
             d_an = torch.where(neg, dist, inf).amin(dim=1)
@@ -84,7 +96,7 @@ def _masked_softmax(values: Tensor, mask: Tensor) -> Tensor:
     return torch.softmax(torch.where(mask, values, neg_inf), dim=1)
 
 
-class WeightedRegularizedTripletLoss(nn.Module):
+class WeightedRegularizedTripletLoss(_TripletBase):
     """Weighted-regularisation triplet loss of AGW (Ye et al., "Deep Learning for Person Re-identification: A
     Survey and Outlook", TPAMI 2021, arXiv 2001.04193).
 
@@ -101,27 +113,12 @@ class WeightedRegularizedTripletLoss(nn.Module):
         include_self_positive: count the anchor among its positives (AGW's code).
     """
 
-    input_kind = "features"
-
     def __init__(self, margin: float = 0.0, norm_feature: bool = False, include_self_positive: bool = False) -> None:
-        super().__init__()
-        if float(margin) < 0:
-            raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
-        self.margin = float(margin)
-        self.norm_feature = bool(norm_feature)
-        self.include_self_positive = bool(include_self_positive)
-
-    def extra_repr(self) -> str:
-        return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
-                f"include_self_positive={self.include_self_positive}")
+        super().__init__(margin, norm_feature, include_self_positive)
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            x, y = check_features(features, labels, type(self).__name__)
-            dist = euclidean_distance_matrix(x, self.norm_feature)
-            pos, neg = pair_masks(y, self.include_self_positive)
-            valid = _valid_anchors(pos, neg, type(self).__name__)
-            dist, pos, neg = dist[valid], pos[valid], neg[valid]
+            dist, pos, neg = self._anchor_rows(features, labels)
             w = _masked_softmax(dist, pos)
             v = _masked_softmax(-dist, neg)
             d_ap = (w * dist).sum(dim=1)
