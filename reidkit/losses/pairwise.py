@@ -49,6 +49,15 @@ def cosface_loss_from_similarity(sim: Tensor, pos: Tensor, neg: Tensor, margin: 
     return F.softplus(masked_logsumexp(-gamma * sim, pos) + masked_logsumexp(gamma * (sim + margin), neg))
 
 
+
+def _anchor_similarities(features: Tensor, labels: Tensor, what: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Cosine similarities with positive (j ≠ i) and negative masks, restricted to the anchors that have both."""
+    x, y = check_features(features, labels, what)
+    sim = cosine_similarity_matrix(x)
+    pos, neg = pair_masks(y)
+    valid = _valid_anchors(pos, neg, what)
+    return sim[valid], pos[valid], neg[valid]
+
 class PairwiseCircleLoss(nn.Module):
     """Pairwise circle loss (Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity Optimization",
     CVPR 2020, arXiv 2002.10857), in its pair-wise (metric) form.
@@ -82,14 +91,8 @@ class PairwiseCircleLoss(nn.Module):
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            x, y = check_features(features, labels, type(self).__name__)
-            sim = cosine_similarity_matrix(x)
-            pos, neg = pair_masks(y)
-            valid = _valid_anchors(pos, neg, type(self).__name__)
-            per_anchor = circle_loss_from_similarity(
-                sim[valid], pos[valid], neg[valid], self.margin, self.gamma, self.detach_alpha
-            )
-            return per_anchor.mean()
+            sim, pos, neg = _anchor_similarities(features, labels, type(self).__name__)
+            return circle_loss_from_similarity(sim, pos, neg, self.margin, self.gamma, self.detach_alpha).mean()
 
 
 class PairwiseCosFaceLoss(nn.Module):
@@ -118,11 +121,8 @@ class PairwiseCosFaceLoss(nn.Module):
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            x, y = check_features(features, labels, type(self).__name__)
-            sim = cosine_similarity_matrix(x)
-            pos, neg = pair_masks(y)
-            valid = _valid_anchors(pos, neg, type(self).__name__)
-            return cosface_loss_from_similarity(sim[valid], pos[valid], neg[valid], self.margin, self.gamma).mean()
+            sim, pos, neg = _anchor_similarities(features, labels, type(self).__name__)
+            return cosface_loss_from_similarity(sim, pos, neg, self.margin, self.gamma).mean()
 
 
 #: Multi-similarity parameters of the official code (MalongTech/research-ms-loss).
