@@ -163,29 +163,13 @@ def _load_eval_model(path: str):
     return model_from_checkpoint(file)
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    import json
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
     import dataclasses
+    import json
 
     import yaml
 
+    from reidkit.atomic_io import write_text_atomic
     from reidkit.config import load_config
     from reidkit.data.datasets import build_dataset
     from reidkit.data.transforms import build_transforms
@@ -244,7 +228,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{name} {root}: {report.summary()}")
     if args.out:
         out = Path(args.out)
-        _write_json_atomic(out, report.to_dict())
+        write_text_atomic(out, json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"metrics written to {out}")
     return 0
 

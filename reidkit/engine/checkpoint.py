@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from reidkit.atomic_io import write_atomic
 
 __all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
 
@@ -60,38 +61,13 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
 
 
-def _fsync_dir(folder: Path) -> None:
-    """``fsync`` a folder so the rename itself is durable (POSIX only; a no-op where folders cannot be opened)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file in the same folder, ``fsync``, ``os.replace``).
 
     Returns the path. The folder is created if needed. On any exception the temporary file is deleted and the
     previous file at ``path`` (if any) is left untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return write_atomic(path, lambda handle: torch.save(dict(state), handle), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device | None = "cpu") -> dict[str, Any]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reidkit.atomic_io import write_text_atomic
 from reidkit.engine.trainer import Trainer
 
 __all__ = ["Run", "SYNTHREID_ROOT_PREFIX", "build_run", "resolve_data_root", "train_from_config"]
@@ -255,18 +255,6 @@ def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = N
                scheduler=scheduler, trainer=trainer, selection=selection, notes=notes)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _load_selected_weights(run: Run, path: Path) -> None:
     """Put the weights of checkpoint ``path`` (model, and EMA when the run keeps one) into the run's model."""
     from reidkit.engine.checkpoint import load_checkpoint
@@ -312,7 +300,7 @@ def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | N
     run = build_run(cfg, out_dir)
     trainer = run.trainer
     try:
-        _write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
+        write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
         if resume is not None:
             path = Path(resume).expanduser()
             if not path.is_file():
@@ -349,5 +337,5 @@ def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | N
         "resumed_from": None if resume is None else str(resume),
         "notes": run.notes,
     }
-    _write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
