@@ -3,6 +3,7 @@
     python benchmarks/bench_rerank.py                  # Market-1501 scale (3,368 + 15,913 = 19,281 items)
     python benchmarks/bench_rerank.py --msmt           # also MSMT17 scale (11,659 + 82,161 = 93,820), features only
     python benchmarks/bench_rerank.py --classic-scale 0.5   # run the classic on a smaller problem (N x 0.5)
+    python benchmarks/bench_rerank.py --cuda           # also the torch path on the GPU (time, GPU peak memory)
 
 Every measurement runs in a fresh Python subprocess that generates the data (clustered random 512-d
 float32 features, one cluster per identity), warms the Numba kernels up on a tiny problem, and then
@@ -18,6 +19,10 @@ call, so "call" = peak - before is what the call added.
   §3.1: N x N float32 arrays D~, V, V_qe, a full argsort, Python loops over items), on the same
   matrices. With ``--classic-scale s < 1`` it runs on round(s * P) + round(s * G) items and its time and
   memory are scaled to the full size (time and memory of the classic grow like N^2), clearly labelled.
+
+* ``cuda``: ``re_ranking_torch(qf, gf)`` with the features on the GPU (``--cuda``); the time includes the
+  synchronisation at the end, and ``torch.cuda.max_memory_allocated`` during the call is printed as the GPU
+  peak. The result is copied back and compared with the Numba features path.
 
 The outputs of ``features`` and ``matrix`` are compared with the classic's when it ran at full size.
 MSMT17 scale is only run for ``features`` (one dense N x N float32 array would be 35 GB).
@@ -131,6 +136,25 @@ def worker(impl: str, num_q: int, num_g: int, save: str | None) -> dict[str, flo
 
     qf, gf = clustered_features(num_q, num_g)
     small = clustered_features(30, 300, seed=1)
+    if impl == "cuda":
+        import torch
+
+        from reidkit.evaluation.rerank import re_ranking_torch
+
+        re_ranking_torch(*(torch.as_tensor(a, device="cuda") for a in small))  # CUDA context, allocator
+        q_t, g_t = torch.as_tensor(qf, device="cuda"), torch.as_tensor(gf, device="cuda")
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        before = max_rss_gb()
+        start = time.perf_counter()
+        result = re_ranking_torch(q_t, g_t)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        gpu_peak = (torch.cuda.max_memory_allocated() - base) / 1e9
+        if save:
+            np.save(save, result.cpu().numpy())
+        return {"seconds": seconds, "peak_gb": max_rss_gb(), "before_gb": before, "gpu_call_gb": gpu_peak}
     if impl == "features":
         re_ranking_features(*small)  # compile or load the kernels
         before = max_rss_gb()
@@ -197,7 +221,8 @@ def main() -> None:
                         help="run the classic at this fraction of P and G and scale by 1/s^2 (default 1: full size)")
     parser.add_argument("--skip-classic", action="store_true", help="do not run the classic at all")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each reidkit path; the best time is shown")
-    parser.add_argument("--worker", choices=("features", "matrix", "classic"), help=argparse.SUPPRESS)
+    parser.add_argument("--cuda", action="store_true", help="also time re_ranking_torch on the GPU")
+    parser.add_argument("--worker", choices=("features", "matrix", "classic", "cuda"), help=argparse.SUPPRESS)
     parser.add_argument("--num-q", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--num-g", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
@@ -249,6 +274,12 @@ def main() -> None:
                   f"{classic['peak_gb'] / mat['peak_gb']:.1f}x less peak memory")
         f_out, m_out = np.load(out_f), np.load(out_m)
         print(f"  features vs matrix path: {compare(f_out, m_out)}")
+        if args.cuda:
+            out_g = Path(tmp) / "cuda.npy"
+            gpu = measure("cuda", num_q, num_g, out_g, args.repeat)
+            print(row("reidkit torch (CUDA)", n, gpu, f"GPU peak during the call {gpu['gpu_call_gb']:.2f} GB"))
+            print(f"  CUDA torch path vs features path: {compare(np.load(out_g), f_out)}; "
+                  f"{feat['seconds'] / gpu['seconds']:.1f}x faster than the Numba features path")
         if classic_full:
             c_out = np.load(out_c)
             print(f"  matrix path vs classic:   {compare(m_out, c_out)}")
@@ -260,6 +291,10 @@ def main() -> None:
               f"{num_q * num_g * 4 / 1e9:.1f} GB)")
         print(header)
         print(row("reidkit features (Numba)", num_q + num_g, measure("features", num_q, num_g, repeat=1)))
+        if args.cuda:
+            gpu = measure("cuda", num_q, num_g, repeat=1)
+            print(row("reidkit torch (CUDA)", num_q + num_g, gpu,
+                      f"GPU peak during the call {gpu['gpu_call_gb']:.2f} GB"))
 
 
 if __name__ == "__main__":

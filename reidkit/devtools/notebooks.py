@@ -23,9 +23,20 @@ CI_ENVIRONMENT: dict[str, str] = {
 }
 
 
+# Set to 1 on a GPU machine to keep CUDA visible to the tests (tests/test_cuda_paths.py and the other CUDA
+# tests); the notebooks' stored outputs are CPU outputs, so run only ``tests/`` that way.
+KEEP_CUDA_VARIABLE = "REIDKIT_TEST_CUDA"
+
+
 def apply_ci_environment() -> None:
-    """Set :data:`CI_ENVIRONMENT` in ``os.environ`` (kernels inherit it) and drop ``MPLBACKEND``."""
-    os.environ.update(CI_ENVIRONMENT)
+    """Set :data:`CI_ENVIRONMENT` in ``os.environ`` (kernels inherit it) and drop ``MPLBACKEND``.
+
+    ``CUDA_VISIBLE_DEVICES`` stays as it is when ``REIDKIT_TEST_CUDA=1``.
+    """
+    environment = dict(CI_ENVIRONMENT)
+    if os.environ.get(KEEP_CUDA_VARIABLE) == "1":
+        del environment["CUDA_VISIBLE_DEVICES"]
+    os.environ.update(environment)
     os.environ.pop("MPLBACKEND", None)
 
 
