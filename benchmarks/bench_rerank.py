@@ -287,7 +287,8 @@ def main() -> None:
 
     if args.msmt:
         num_q, num_g = MSMT17
-        print(f"\nMSMT17 scale: P = {num_q:,}, G = {num_g:,} (features path only; output alone "
+        paths = "features path and CUDA torch path" if args.cuda else "features path only"
+        print(f"\nMSMT17 scale: P = {num_q:,}, G = {num_g:,} ({paths}; output alone "
               f"{num_q * num_g * 4 / 1e9:.1f} GB)")
         print(header)
         print(row("reidkit features (Numba)", num_q + num_g, measure("features", num_q, num_g, repeat=1)))

@@ -265,7 +265,10 @@ def re_ranking_torch(
     d* = (1 - lambda) d_J + lambda D~), written with padded tensors so that it runs on CUDA as on the CPU.
     Tiles of ``chunk_size`` x ``chunk_size`` of the upper block triangle give the same float32
     distances, neighbour lists and maxima as the Numba path; the weights recompute their distances
-    with float32 dot products (the Numba path accumulates them in float64), so results agree to ~1e-6.
+    with float32 dot products (the Numba path accumulates them in float64), so results agree to ~1e-6 on the
+    CPU. On CUDA the distance GEMMs round differently (TF32 is off here), which can swap near-tied neighbours at the
+    edge of a k-reciprocal set: measured on an H100 at Market-1501 scale, max |diff| 4.9e-3 against the Numba path
+    with identical top-1 (benchmarks/RESULTS.md).
 
     On a CPU prefer :func:`re_ranking_features` (Numba): this path's per-tile ``topk`` merges make it
     several times slower there (~15 s at Market-1501 scale on 2 busy cores against ~1.6 s).
