@@ -22,6 +22,7 @@ from reidkit.evaluation import (
     re_ranking,
     re_ranking_features,
 )
+from reidkit.inference import FeatureExtractor
 from reidkit.models import LightMBN, ReIDModel, build_backbone, build_model
 from reidkit.runtime import default_device, fast_mode, seed_everything
 
@@ -34,6 +35,7 @@ __all__ = [
     "DATASETS",
     "SYNTH_PRESETS",
     "DistributedRandomIdentitySampler",
+    "FeatureExtractor",
     "LightMBN",
     "RandomIdentitySampler",
     "RankResult",
