@@ -9,10 +9,12 @@
                                          CMC / mAP / mINP of a checkpoint on any dataset's query / gallery
     reidkit train --config NAME_OR_PATH [key=value ...] [--resume CKPT] [--out DIR]
                                          train a config's run, then evaluate the test split once
+    torchrun --nproc_per_node N -m reidkit train --config ...   the same on N processes (DDP)
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -245,6 +247,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         message = " ".join(str(err).split())  # one line, whatever the library's message looked like
         print(f"reidkit train: error: {message}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 prints
+        return 0
     test = metrics["test"]
     label = "test (test-selected)" if metrics["test_selected"] else "test"
     best = metrics["validation"]["best_mAP"]
@@ -363,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "validates it, trains, evaluates the test split once at the end and writes config.yaml, "
                     "metrics.json, log.jsonl and checkpoints (last.pt, best.pt) to --out (default "
                     "train.output_dir). For SynthReID, data.root=synthreid:PRESET[:SEED] generates the dataset "
-                    "on first use.")
+                    "on first use. Several processes (DistributedDataParallel): torchrun --nproc_per_node N -m "
+                    "reidkit train --config C ... (NCCL on GPUs, one per process; Gloo on CPU); data.batch_size is "
+                    "then the global P×K batch, split over the N processes, and only rank 0 writes files and "
+                    "prints.")
     train.add_argument("--config", required=True, help="a shipped recipe name (e.g. bot_r50) or a YAML file")
     train.add_argument("overrides", nargs="*", metavar="key=value",
                        help="config overrides, e.g. data.root=data/market1501 optim.lr=1e-3")

@@ -94,7 +94,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "dataset_kwargs": _Key({}, "map"),       # extra arguments of the dataset class (e.g. a SynthReID size)
         "height": _Key(256, "int"),
         "width": _Key(128, "int"),
-        "batch_size": _Key(64, "int"),           # P × K
+        "batch_size": _Key(64, "int"),           # P × K, global: split over torchrun processes
         "num_instances": _Key(4, "int"),         # K (images per identity) for the P×K sampler
         "sampler": _Key("pk", "str", ("pk", "random")),
         "test_batch_size": _Key(128, "int"),
@@ -125,15 +125,16 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "amp": _Key(False, "bool"),
         "amp_dtype": _Key("bf16", "str", ("bf16", "fp16")),
         "channels_last": _Key(False, "bool"),
-        "compile": _Key(False, "bool"),
+        "compile": _Key(False, "bool"),               # torch.compile the model's forward
+        "compile_backend": _Key("inductor", "str"),    # torch.compile backend (inductor, aot_eager, eager, ...)
         "accumulate": _Key(1, "int"),
         "clip": _Key(None, "float"),                   # max gradient norm; null: no clipping
         "ema": _Key(None, "float"),                    # EMA decay of the weights; null: off
         "freeze_epochs": _Key(0, "int"),
-        "freeze_iters": _Key(0, "int"),
+        "freeze_iters": _Key(0, "int"),               # FastReID: also frozen for the first N optimiser steps
         "freeze_modules": _Key(["backbone"], "list"),
         "freeze_bn_stats": _Key(True, "bool"),         # seed: false (BN statistics keep updating)
-        "sync_bn": _Key(False, "bool"),
+        "sync_bn": _Key(False, "bool"),                # SyncBatchNorm across torchrun processes (CUDA/NCCL only)
         "seed": _Key(0, "int", nullable=True),         # null: no seeding (the seed's recipes)
         "val_ids": _Key(0, "int"),                     # identities carved from train for model selection
         "select_on": _Key("val", "str", ("val", "test", "last")),
@@ -155,6 +156,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
     "log": {
         "wandb_mode": _Key("disabled", "str", ("disabled", "offline", "online")),
         "wandb_project": _Key("reidkit", "str"),
+        "wandb_name": _Key(None, "str", nullable=True),  # the wandb run name; null: wandb chooses
+        "table": _Key(True, "bool"),                   # print a per-epoch metrics table to stdout (rank 0)
         "every_n": _Key(50, "int"),
         "jsonl": _Key(True, "bool"),
         "progress": _Key(True, "bool"),
@@ -462,8 +465,9 @@ def validate_config(tree: Mapping[str, Any], sources: Source | None = None) -> d
                         f"must be a mapping of the term's constructor arguments, got {params!r}")
 
     optim = cfg["optim"]
-    if optim["lr"] <= 0:
-        raise _fail(sources, ("optim", "lr"), f"must be > 0, got {optim['lr']!r}")
+    for key in ("lr", "center_lr"):
+        if optim[key] <= 0:
+            raise _fail(sources, ("optim", key), f"must be > 0, got {optim[key]!r}")
     if len(optim["betas"]) != 2 or not all(_is_float(b) and 0 <= b < 1 for b in optim["betas"]):
         raise _fail(sources, ("optim", "betas"), f"must be two numbers in [0, 1), got {optim['betas']!r}")
 
@@ -471,6 +475,8 @@ def validate_config(tree: Mapping[str, Any], sources: Source | None = None) -> d
     for key in ("epochs", "accumulate"):
         if train[key] < 1:
             raise _fail(sources, ("train", key), f"must be >= 1, got {train[key]!r}")
+    if not train["compile_backend"].strip():
+        raise _fail(sources, ("train", "compile_backend"), "must name a torch.compile backend, e.g. 'inductor'")
     if not all(isinstance(m, str) for m in train["freeze_modules"]):
         raise _fail(sources, ("train", "freeze_modules"), f"must be a list of module names, got "
                                                           f"{train['freeze_modules']!r}")

@@ -58,8 +58,10 @@ def test_recipe_values_follow_components_md():
     assert b["data"]["transforms"]["autoaugment_p"] == 0.1 and b["data"]["num_instances"] == 16
     bot = load_config("bot_r50")
     assert bot["schedule"]["milestones"] == [40, 70] and bot["train"]["epochs"] == 120
-    agw = load_config("agw_r50")  # inherits bot_r50
+    agw = load_config("agw_r50")  # BoT's settings, written out
     assert agw["train"]["epochs"] == 160 and agw["model"]["pooling"] == "gem"
+    assert {k: v for k, v in agw["optim"].items()} == bot["optim"]
+    assert {k: v for k, v in agw["data"].items()} == bot["data"]
     assert agw["optim"]["lr"] == 3.5e-4 and agw["data"]["transforms"]["crop"] == "pad_crop"
     arch, kwargs = model_arch_kwargs(agw)
     assert arch == "reid" and set(kwargs) == set(MODEL_DEFAULTS)
@@ -219,3 +221,28 @@ def test_validate_config_fills_defaults():
     assert cfg["model"]["arch"] == "reid" and cfg["schedule"]["name"] == "warmup_multistep"
     assert cfg["data"]["transforms"]["height"] == cfg["data"]["height"]
     assert "(from the given mapping)" in str(pytest.raises(ConfigError, validate_config, {"eval": {"k": 1}}).value)
+
+
+def test_training_engine_and_logging_keys():
+    cfg = load_config("synth_quick")
+    assert cfg["train"]["compile"] is False and cfg["train"]["compile_backend"] == "inductor"
+    assert cfg["train"]["freeze_iters"] == 0 and cfg["train"]["sync_bn"] is False
+    assert cfg["log"]["table"] is True and cfg["log"]["wandb_name"] is None
+    assert load_config("sbs_r50")["train"]["freeze_iters"] == 1000
+    cfg = load_config("synth_quick", ["train.compile_backend=aot_eager", "log.table=false", "log.wandb_name=try1"])
+    assert (cfg["train"]["compile_backend"], cfg["log"]["table"], cfg["log"]["wandb_name"]) == (
+        "aot_eager", False, "try1")
+    with pytest.raises(ConfigError, match="optim.center_lr: must be > 0"):
+        load_config("bot_r50", ["optim.center_lr=0"])
+    with pytest.raises(ConfigError, match="train.compile_backend: must name"):
+        load_config("synth_quick", ["train.compile_backend=' '"])
+    with pytest.raises(ConfigError, match="train.freeze_iters"):
+        load_config("synth_quick", ["train.freeze_iters=-1"])
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_loss_params_name_terms_of_the_spec(name):
+    from reidkit.engine.run import _loss_spec
+
+    terms = _loss_spec(load_config(name)["loss"])  # raises when loss.params names a term the spec lacks
+    assert terms and all(t["weight"] >= 0 for t in terms)

@@ -109,3 +109,48 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(first_run: Pa
     assert straight.keys() == resumed.keys()
     for key, value in straight.items():
         assert torch.equal(value, resumed[key]), key
+
+
+def test_config_reaches_eval_settings_center_optimizer_freeze_compile_and_loggers(synthreid_tiny: Path,
+                                                                                 tmp_path: Path) -> None:
+    import warnings
+
+    from reidkit.engine.distributed import DistContext
+    from reidkit.engine.loggers import LogSinks, MetricsTable
+    from reidkit.engine.run import _build_log, build_run
+    from reidkit.engine.run_log import RunLog
+    from reidkit.engine.trainer import EvalSettings
+
+    cfg = load_config("synth_quick", [f"data.root={synthreid_tiny}", *SMALL, "eval.flip=true", "eval.rerank=true",
+                                      "loss.spec=ce + triplet + 0.0005*center", "train.freeze_iters=3",
+                                      "train.compile=true", "train.compile_backend=eager"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # compile / freeze_iters are applied now: no "not applied" warning
+        run = build_run(cfg, tmp_path / "run")
+    trainer = run.trainer
+    assert trainer.eval_settings == EvalSettings(metric="cosine", normalize=True, flip=True, rerank=True,
+                                                 rerank_params={"k1": 20, "k2": 6, "lambda_value": 0.3})
+    assert run.center_optimizer is trainer.center_optimizer is not None
+    (group,) = run.center_optimizer.param_groups
+    assert group["lr"] == 0.5 and group["loss_weight"] == pytest.approx(5e-4) and group["momentum"] == 0.0
+    assert trainer.freeze_iters == 3 and trainer.compiled
+    assert isinstance(trainer.log, LogSinks)
+    assert [type(s) for s in trainer.log.sinks] == [RunLog, MetricsTable]
+    trainer.close()
+
+    quiet = load_config("synth_quick", [f"data.root={synthreid_tiny}", *SMALL, "log.table=false"])
+    sinks = _build_log(quiet, tmp_path / "quiet", DistContext())
+    assert [type(s) for s in sinks.sinks] == [RunLog]
+    sinks.close()
+    assert _build_log(quiet, tmp_path / "rank1", DistContext(rank=1, world_size=2)) is None
+    assert not (tmp_path / "rank1").exists()  # other ranks open no log file
+
+
+def test_sync_bn_on_cpu_is_a_one_line_error(synthreid_tiny: Path, capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    args = ["train", "--config", "synth_quick", f"data.root={synthreid_tiny}", *SMALL, "train.device=cpu",
+            "train.sync_bn=true", "--out", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "train.sync_bn=true needs CUDA with the NCCL backend" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()

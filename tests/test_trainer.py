@@ -18,7 +18,7 @@ from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.engine.ema import ModelEMA
 from reidkit.engine.run_log import read_run_log
 from reidkit.engine.schedulers import WarmupMultiStepLR
-from reidkit.engine.trainer import NonFiniteLossError, Trainer
+from reidkit.engine.trainer import EvalSettings, NonFiniteLossError, Trainer, build_center_optimizer
 from reidkit.losses import build_loss
 from reidkit.models.reid_model import ReIDOutput, build_model
 from reidkit.runtime import seed_everything
@@ -41,12 +41,16 @@ def items(tmp_path_factory: pytest.TempPathFactory) -> list[ReIDItem]:
     return out
 
 
-def make_trainer(items: list[ReIDItem], out_dir: Path, **kwargs: Any) -> Trainer:
-    """Everything built afresh from seed 0: ResNet-18 (random init) at 64×32, CE + triplet, Adam, warm-up."""
+def make_trainer(items: list[ReIDItem], out_dir: Path, center: bool = False, **kwargs: Any) -> Trainer:
+    """Everything built afresh from seed 0: ResNet-18 (random init) at 64×32, CE + triplet (+ centre loss with its
+    own SGD), Adam, warm-up."""
     seed_everything(0)
     model = build_model({"backbone": "resnet18", "pretrained": False}, NUM_IDS)
-    loss = build_loss("ce + triplet", num_classes=NUM_IDS, feat_dim=model.feature_dim)
+    loss = build_loss("ce + triplet" + (" + 0.0005*center" if center else ""), num_classes=NUM_IDS,
+                      feat_dim=model.feature_dim)
     optimizer = torch.optim.Adam(model.param_groups(3.5e-4, 5e-4))
+    if center:
+        kwargs["center_optimizer"] = build_center_optimizer(loss, 0.5)
     scheduler = WarmupMultiStepLR(optimizer, [2], warmup_steps=2)
     transform = build_transforms({"height": 64, "width": 32, "cutout_size": 16}, train=True)
     loader = build_train_loader(items, transform, batch_size=8, num_instances=2, seed=0)
@@ -73,6 +77,7 @@ def assert_same_optimizer(a: torch.optim.Optimizer, b: torch.optim.Optimizer) ->
     ({"scheduler_per_iter": True}, 5),  # epochs of 3, 3, 4 batches: stops inside epoch 2 (after batch 2)
     ({}, 3),  # at the end of epoch 1
     ({"accumulate": 2, "ema_decay": 0.9, "freeze_epochs": 1, "clip_grad_norm": 5.0}, 3),  # inside epoch 2
+    ({"center": True, "freeze_iters": 4}, 2),  # centre-loss SGD; stops while the backbone is still frozen
 ])
 def test_resume_is_bit_identical(items: list[ReIDItem], tmp_path: Path, options: dict[str, Any],
                                  stop_at: int) -> None:
@@ -93,7 +98,11 @@ def test_resume_is_bit_identical(items: list[ReIDItem], tmp_path: Path, options:
     resumed.fit(epochs)
     assert (resumed.epoch, resumed.step) == (full.epoch, full.step)
     assert_same_state(full.model.state_dict(), resumed.model.state_dict())
+    assert_same_state(full.loss.state_dict(), resumed.loss.state_dict())  # centre-loss centres
     assert_same_optimizer(full.optimizer, resumed.optimizer)
+    if full.center_optimizer is not None:
+        assert checkpoint["center_optimizer"]["param_groups"][0]["loss_weight"] == 0.0005
+        assert full.center_optimizer.state_dict() == resumed.center_optimizer.state_dict()
     assert full.scheduler.state_dict() == resumed.scheduler.state_dict()
     if full.ema is not None:
         assert_same_state(full.ema.module.state_dict(), resumed.ema.module.state_dict())
@@ -341,3 +350,170 @@ def test_fit_evaluates_validation_and_keeps_best(items: list[ReIDItem], tmp_path
     assert trainer.model.training  # back in training mode after evaluation
     with pytest.raises(ValueError, match="validation"):
         trainer.fit(3, evaluate_every=1)
+
+
+# ------------------------------------------------------------------------------------ centre-loss optimiser
+
+
+@pytest.mark.parametrize("weight", [0.5, 1e-3])
+def test_center_step_is_bot_sgd_independent_of_the_loss_weight(tmp_path: Path, weight: float) -> None:
+    batches = toy_batches([8])
+    torch.manual_seed(0)
+    model = ToyModel()  # features are the flattened images: the centres' gradient has a closed form
+    loss = build_loss([{"name": "ce"}, {"name": "center", "weight": weight}], num_classes=4, feat_dim=24)
+    centers = loss.losses["center"].centers
+    before = centers.detach().clone()
+    center_optimizer = build_center_optimizer(loss, 0.5)
+    assert center_optimizer is not None and center_optimizer.param_groups[0]["params"] == [centers]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    trainer = Trainer(model, loss, optimizer, None, ListLoader(batches), out_dir=tmp_path, device="cpu",
+                      progress=False, center_optimizer=center_optimizer)
+    trainer.fit(1)
+    trainer.close()
+    # L = w/B Σ_i ‖x_i − c_{y_i}‖²: ∂L/∂c_k = (2w/B) Σ_{i: y_i = k} (c_k − x_i); divided by w, times lr 0.5
+    x, y = batches[0]["img"].flatten(1), batches[0]["pid"]
+    expected = before.clone()
+    for k in range(4):
+        rows = x[y == k]
+        expected[k] = before[k] - 0.5 * (2 / 8) * (before[k] - rows).sum(0)
+    assert (y == 0).any() and not torch.equal(expected, before)
+    torch.testing.assert_close(centers.detach(), expected, rtol=0, atol=1e-6)
+    assert centers.grad is None  # zeroed with the main optimiser
+
+
+def test_center_optimizer_needs_weights_and_is_left_out_of_the_main_optimizer() -> None:
+    from reidkit.config import load_config
+    from reidkit.engine.run import _build_optimizer
+
+    loss = build_loss("ce + 0.0005*center", num_classes=4, feat_dim=24)
+    cfg = load_config("synth_quick")
+    optimizer = _build_optimizer(cfg, ToyModel(), loss)
+    in_main = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert id(loss.losses["center"].centers) not in in_main
+    assert build_center_optimizer(build_loss("ce"), 0.5) is None
+    assert build_center_optimizer(build_loss("ce + 0*center", num_classes=4, feat_dim=24), 0.5) is None
+    bad = torch.optim.SGD([loss.losses["center"].centers], lr=0.5)  # no loss_weight in its group
+    with pytest.raises(ValueError, match="loss_weight"):
+        Trainer(ToyModel(), loss, torch.optim.SGD(ToyModel().parameters(), lr=0.1), None, ListLoader([]),
+                out_dir=Path("unused"), device="cpu", center_optimizer=bad)
+
+
+# ------------------------------------------------------------------------------- validation eval settings
+
+
+def test_validation_uses_the_eval_settings_of_the_final_evaluation(items: list[ReIDItem], tmp_path: Path) -> None:
+    from reidkit.data.loaders import build_test_loaders
+    from reidkit.engine.evaluator import evaluate_model
+
+    query = [it for it in items if it.camid == 0]
+    # gallery identities shuffled against the images: the ranking is far from perfect and depends on the distance
+    gallery = [ReIDItem(it.path, (it.pid * 3) % NUM_IDS, it.camid) for it in items if it.camid == 1]
+    transform = build_transforms({"height": 64, "width": 32, "cutout_size": 16}, train=False)
+    loaders = build_test_loaders(query, gallery, transform, batch_size=16)
+    trainer = make_trainer(items, tmp_path, eval_settings=EvalSettings(metric="cosine", flip=True))
+    records = trainer.fit(1, evaluate_every=1, validation=loaders)
+    trainer.close()
+
+    def final(metric: str, flip: bool, normalize: bool | None) -> dict[str, Any]:
+        return evaluate_model(trainer.model, query, gallery, transform=transform, metric=metric, flip=flip,
+                              normalize=normalize, progress=False).to_dict()
+
+    same, other = final("cosine", True, None), final("euclidean", False, False)
+    keys = ("mAP", "mINP", "rank1", "rank5")
+    assert {k: records[0]["eval"][k] for k in keys} == pytest.approx({k: same[k] for k in keys}, abs=1e-9)
+    assert {k: other[k] for k in keys} != pytest.approx({k: same[k] for k in keys}, abs=1e-9)  # settings matter
+    # re-ranking goes through the same path as the final evaluation too
+    params = {"k1": 4, "k2": 2, "lambda_value": 0.3}
+    trainer.eval_settings = EvalSettings(metric="euclidean", rerank=True, rerank_params=params)
+    reranked = trainer.evaluate(*loaders, split="validation")
+    expected = evaluate_model(trainer.model, query, gallery, transform=transform, rerank=True, rerank_params=params,
+                              progress=False).to_dict()
+    assert {k: reranked[k] for k in keys} == pytest.approx({k: expected[k] for k in keys}, abs=1e-9)
+    with pytest.raises(ValueError, match="unknown metric"):
+        EvalSettings(metric="manhattan")
+
+
+# -------------------------------------------------------------------------------------------- torch.compile
+
+
+class TinyConvNet(nn.Module):
+    """conv → BN → ReLU → global pool → linear: a re-id model small enough to compile in a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> Any:
+        features = self.backbone(images).mean(dim=(2, 3))
+        return ReIDOutput(self.fc(features), features) if self.training else features
+
+
+def test_compile_gives_the_same_losses_and_clean_checkpoint_keys(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> Any:
+        calls.append(len(example_inputs))
+        return graph.forward  # run the captured graph as it is ("eager")
+
+    batches = toy_batches([8, 8, 8])
+    losses = {}
+    for name, options in (("plain", {}), ("compiled", {"compile": True, "compile_backend": counting_backend})):
+        torch.manual_seed(0)
+        model = TinyConvNet()
+        trainer = Trainer(model, build_loss("ce"), torch.optim.SGD(model.parameters(), lr=0.1), None,
+                          ListLoader(batches), out_dir=tmp_path / name, device="cpu", progress=False, log_every=1,
+                          **options)
+        trainer.fit(2)
+        trainer.close()
+        losses[name] = [r["loss"]["total"] for r in read_run_log(tmp_path / name / "log.jsonl", "step")]
+    torch._dynamo.reset()
+    assert calls  # the forward really went through torch.compile
+    assert losses["compiled"] == pytest.approx(losses["plain"], rel=1e-6) and len(losses["plain"]) == 6
+    keys = {name: set(load_checkpoint(tmp_path / name / "last.pt")["model"]) for name in losses}
+    assert keys["compiled"] == keys["plain"] and not any("_orig_mod" in k for k in keys["compiled"])
+
+
+# ---------------------------------------------------------------------------------------------- freeze_iters
+
+
+def test_freeze_iters_freezes_the_backbone_for_the_first_steps_then_trains_it(items: list[ReIDItem],
+                                                                            tmp_path: Path) -> None:
+    trainer = make_trainer(items, tmp_path, freeze_iters=2)
+    initial = {k: v.clone() for k, v in trainer.model.backbone.state_dict().items()}
+    seen: list[bool] = []
+    first_bn = next(m for m in trainer.model.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    first_bn.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    trainer.fit(3, max_steps=1)
+    trainer.close()
+
+    resumed = make_trainer(items, tmp_path, freeze_iters=2)  # the state survives a resume (derived from step)
+    resumed.resume(tmp_path / "last.pt")
+    assert resumed.frozen and not any(p.requires_grad for p in resumed.model.backbone.parameters())
+    first_bn = next(m for m in resumed.model.backbone.modules() if isinstance(m, nn.BatchNorm2d))
+    first_bn.register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    resumed.fit(3, max_steps=2)
+    assert_same_state(initial, resumed.model.backbone.state_dict())  # weights and BN statistics untouched
+    assert seen == [False, False]
+    resumed.fit(3, max_steps=3)  # step 3 (still epoch 1): unfrozen, BN in train mode, the backbone moves
+    assert seen == [False, False, True] and not resumed.frozen
+    assert not torch.equal(initial["conv1.weight"], resumed.model.backbone.state_dict()["conv1.weight"])
+    resumed.close()
+
+
+def test_mid_epoch_resume_needs_the_same_number_of_processes(tmp_path: Path) -> None:
+    from reidkit.engine.checkpoint import save_checkpoint
+
+    batches = toy_batches([4, 4, 4])
+    trainer = toy_trainer(batches, tmp_path / "a")
+    trainer.fit(2, max_steps=1)  # inside epoch 1
+    trainer.close()
+    state = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert state["world_size"] == 1 and state["batch_in_epoch"] == 1
+    save_checkpoint({**state, "world_size": 2}, tmp_path / "two.pt")
+    other = toy_trainer(batches, tmp_path / "b")
+    with pytest.raises(ValueError, match="run on 2 process.*this run has 1"):
+        other.resume(tmp_path / "two.pt")
+    save_checkpoint({**state, "world_size": 2, "batch_in_epoch": 0}, tmp_path / "epoch_end.pt")
+    other.resume(tmp_path / "epoch_end.pt")  # an epoch boundary resumes on any number of processes
+    other.close()

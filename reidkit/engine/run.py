@@ -16,6 +16,12 @@ Model selection (``train.select_on``):
 * ``test``: only for reproducing the seed's recipes: checkpoints are chosen on the test split and the final
   numbers are labelled ``test_selected: true`` (they are optimistic).
 
+Data-parallel runs: ``torchrun --nproc_per_node N -m reidkit train --config C`` runs :func:`train_from_config` in N
+processes (:mod:`reidkit.engine.distributed`): ``data.batch_size`` is the **global** P×K batch, each rank draws
+``batch_size / N`` images per step (a multiple of ``data.num_instances``) from its share of the common epoch plan;
+only rank 0 writes ``config.yaml``, checkpoints, the log and ``metrics.json``; validation and test features are
+extracted by every rank on its share and gathered on rank 0, which computes the metrics.
+
 SynthReID roots: ``data.name: synthreid`` with ``data.root: "synthreid:PRESET"`` or ``"synthreid:PRESET:SEED"``
 (e.g. ``synthreid:small``) generates the dataset on first use with
 :func:`reidkit.data.synthetic.ensure_synthreid` under :func:`~reidkit.data.synthetic.generate.default_data_root`
@@ -37,9 +43,13 @@ import torch
 from torch import nn
 
 from reidkit.atomic_io import write_text_atomic
-from reidkit.engine.trainer import Trainer
+from reidkit.engine.distributed import DistContext, barrier, broadcast_object, distributed_session, shard
+from reidkit.engine.loggers import LogSinks
+from reidkit.engine.run_log import RunLog
+from reidkit.engine.trainer import EvalSettings, Trainer, build_center_optimizer, center_parameters
 
-__all__ = ["Run", "SYNTHREID_ROOT_PREFIX", "build_run", "resolve_data_root", "train_from_config"]
+__all__ = ["Run", "SYNTHREID_ROOT_PREFIX", "build_run", "evaluate_test", "per_rank_batch_size", "resolve_data_root",
+           "train_from_config", "train_run"]
 
 SYNTHREID_ROOT_PREFIX = "synthreid:"
 """``data.root`` prefix that names a generated SynthReID dataset: ``synthreid:PRESET[:SEED]``."""
@@ -65,21 +75,26 @@ class Run:
     scheduler: Any
     trainer: Trainer
     selection: str
+    center_optimizer: torch.optim.Optimizer | None = None
+    dist: DistContext = field(default_factory=DistContext)
     notes: list[str] = field(default_factory=list)
 
-    def validation_loaders(self) -> tuple[Any, Any] | None:
-        """``(query_loader, gallery_loader)`` the trainer selects on, or ``None`` without selection."""
+    def loaders(self, query: Any, gallery: Any) -> tuple[Any, Any]:
+        """Test loaders of this rank's share of ``query`` and ``gallery`` (all of them in a single process)."""
         from reidkit.data.loaders import build_test_loaders
 
         data = self.cfg["data"]
+        return build_test_loaders(shard(query, self.dist), shard(gallery, self.dist), self.test_transform,
+                                  batch_size=data["test_batch_size"], workers=data["workers"])
+
+    def validation_loaders(self) -> tuple[Any, Any] | None:
+        """``(query_loader, gallery_loader)`` the trainer selects on (this rank's share), or ``None`` without
+        selection."""
         if self.selection == "test":
-            query, gallery = self.dataset.query, self.dataset.gallery
-        elif self.val_query:
-            query, gallery = self.val_query, self.val_gallery
-        else:
-            return None
-        return build_test_loaders(query, gallery, self.test_transform, batch_size=data["test_batch_size"],
-                                  workers=data["workers"])
+            return self.loaders(self.dataset.query, self.dataset.gallery)
+        if self.val_query:
+            return self.loaders(self.val_query, self.val_gallery)
+        return None
 
 
 def resolve_data_root(data: Mapping[str, Any]) -> Path:
@@ -152,9 +167,24 @@ def _build_model(cfg: Mapping[str, Any], num_classes: int) -> tuple[nn.Module, i
     return model, int(model.feature_dim or 0)
 
 
+def per_rank_batch_size(batch_size: int, num_instances: int, world_size: int) -> int:
+    """The P×K batch of one rank when the global ``data.batch_size`` is split over ``world_size`` processes.
+
+    Raises:
+        ValueError: ``batch_size`` is not a multiple of ``world_size × num_instances`` (each rank needs whole
+            identities of K images).
+    """
+    if batch_size % (world_size * num_instances):
+        raise ValueError(f"data.batch_size {batch_size} is the global P×K batch and must split over {world_size} "
+                         f"processes into whole identities of data.num_instances = {num_instances} images: use a "
+                         f"multiple of {world_size * num_instances}")
+    return batch_size // world_size
+
+
 def _build_optimizer(cfg: Mapping[str, Any], model: nn.Module, loss: nn.Module) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over the model's parameter groups, plus a group for the loss's own parameters (center
-    loss centres: the model's learning rate, no weight decay)."""
+    """Adam / AdamW / SGD over the model's parameter groups, plus a group for the loss's own parameters other than
+    centre-loss centres (which have their own SGD, :func:`~reidkit.engine.trainer.build_center_optimizer`): the
+    model's learning rate, no weight decay."""
     o = cfg["optim"]
     if hasattr(model, "param_groups"):
         groups = model.param_groups(o["lr"], o["weight_decay"], bias_lr_factor=o["bias_lr_factor"],
@@ -163,7 +193,8 @@ def _build_optimizer(cfg: Mapping[str, Any], model: nn.Module, loss: nn.Module) 
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": o["lr"],
                    "weight_decay": o["weight_decay"], "name": "all"}]
-    loss_params = [p for p in loss.parameters() if p.requires_grad]
+    centers = {id(p) for p in center_parameters(loss)}
+    loss_params = [p for p in loss.parameters() if p.requires_grad and id(p) not in centers]
     if loss_params:
         groups.append({"params": loss_params, "lr": o["lr"], "weight_decay": 0.0, "name": "loss"})
     if o["name"] == "sgd":
@@ -174,10 +205,12 @@ def _build_optimizer(cfg: Mapping[str, Any], model: nn.Module, loss: nn.Module) 
                amsgrad=o["amsgrad"])
 
 
-def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = None) -> Run:
+def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = None,
+              dist: DistContext | None = None) -> Run:
     """Build every component of a training run from a validated config (:func:`reidkit.config.load_config`).
 
-    ``out_dir`` defaults to ``train.output_dir``. Nothing is trained here.
+    ``out_dir`` defaults to ``train.output_dir``. ``dist``: this process's place in a data-parallel run (from
+    :func:`reidkit.engine.distributed.distributed_session`; default single process). Nothing is trained here.
 
     Raises:
         ValueError: a component rejects its options (e.g. more ``val_ids`` than eligible identities).
@@ -192,6 +225,12 @@ def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = N
 
     cfg = copy.deepcopy(dict(cfg))
     data, train = cfg["data"], cfg["train"]
+    ctx = dist if dist is not None else DistContext()
+    use_cuda = train["device"] == "cuda" or (train["device"] == "auto" and torch.cuda.is_available())
+    device = ctx.device if ctx.device is not None else torch.device("cuda" if use_cuda else "cpu")
+    if train["sync_bn"] and device.type != "cuda":  # before anything is read or written
+        raise ValueError(f"train.sync_bn=true needs CUDA with the NCCL backend (torchrun on GPUs); this run is on "
+                         f"{device}: set train.sync_bn=false")
     notes: list[str] = []
     seed = train["seed"]
     if seed is not None:
@@ -220,39 +259,64 @@ def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = N
         transforms["mean"], transforms["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
     train_transform = build_transforms(transforms, train=True)
     test_transform = build_transforms(transforms, train=False)
-    loader = build_train_loader(train_items, train_transform, batch_size=data["batch_size"],
-                                num_instances=data["num_instances"], workers=data["workers"], seed=data_seed)
+    batch_size = per_rank_batch_size(data["batch_size"], data["num_instances"], ctx.world_size)
+    replicas = {"num_replicas": ctx.world_size, "rank": ctx.rank} if ctx.distributed else {}
+    loader = build_train_loader(train_items, train_transform, batch_size=batch_size,
+                                num_instances=data["num_instances"], workers=data["workers"], seed=data_seed,
+                                distributed=ctx.distributed, **replicas)
     if data["sampler"] != "pk":
         notes.append("data.sampler: only the P×K sampler is implemented; 'pk' was used")
 
     loss = build_loss(_loss_spec(cfg["loss"]), num_classes=num_classes, feat_dim=feat_dim)
     optimizer = _build_optimizer(cfg, model, loss)
+    center_optimizer = build_center_optimizer(loss, cfg["optim"]["center_lr"])
     scheduler = build_scheduler(cfg, optimizer, iters_per_epoch=len(loader))
 
-    for key in ("compile", "sync_bn"):
-        if train[key]:
-            notes.append(f"train.{key} is not applied by reidkit train yet")
-    if train["freeze_iters"]:
-        notes.append("train.freeze_iters is not applied by reidkit train yet (freeze_epochs is)")
     for note in notes:
-        if "not applied" in note or "only the" in note:
+        if "only the" in note:
             warnings.warn(note, stacklevel=2)
 
     out = Path(out_dir) if out_dir is not None else Path(train["output_dir"])
-    device = None if train["device"] == "auto" else train["device"]
-    trainer = Trainer(
-        model, loss, optimizer, scheduler, loader, out_dir=out, device=device,
-        amp=train["amp_dtype"] if train["amp"] else "off", channels_last=train["channels_last"],
-        accumulate=train["accumulate"], clip_grad_norm=train["clip"], ema_decay=train["ema"],
-        freeze_epochs=train["freeze_epochs"], freeze_modules=train["freeze_modules"],
-        freeze_bn_stats=train["freeze_bn_stats"], scheduler_per_iter=cfg["schedule"]["per_iter"],
-        log_every=max(cfg["log"]["every_n"], 1), checkpoint_every=max(train["checkpoint_every"], 1),
-        progress=cfg["log"]["progress"],
-    )
+    log = _build_log(cfg, out, ctx)
+    try:
+        trainer = Trainer(
+            model, loss, optimizer, scheduler, loader, out_dir=out, device=device,
+            amp=train["amp_dtype"] if train["amp"] else "off", channels_last=train["channels_last"],
+            accumulate=train["accumulate"], clip_grad_norm=train["clip"], ema_decay=train["ema"],
+            freeze_epochs=train["freeze_epochs"], freeze_iters=train["freeze_iters"],
+            freeze_modules=train["freeze_modules"], freeze_bn_stats=train["freeze_bn_stats"],
+            scheduler_per_iter=cfg["schedule"]["per_iter"], center_optimizer=center_optimizer,
+            eval_settings=EvalSettings.from_config(cfg["eval"]), compile=train["compile"],
+            compile_backend=train["compile_backend"], sync_bn=train["sync_bn"], dist=ctx, log=log,
+            log_every=max(cfg["log"]["every_n"], 1), checkpoint_every=max(train["checkpoint_every"], 1),
+            progress=cfg["log"]["progress"],
+        )
+    except BaseException:
+        if log is not None:
+            log.close()
+        raise
     return Run(cfg=cfg, out_dir=out, dataset=dataset, train_items=train_items, val_query=val_query,
                val_gallery=val_gallery, num_classes=num_classes, train_transform=train_transform,
                test_transform=test_transform, train_loader=loader, model=model, loss=loss, optimizer=optimizer,
-               scheduler=scheduler, trainer=trainer, selection=selection, notes=notes)
+               scheduler=scheduler, trainer=trainer, selection=selection, center_optimizer=center_optimizer,
+               dist=ctx, notes=notes)
+
+
+def _build_log(cfg: Mapping[str, Any], out: Path, ctx: DistContext) -> LogSinks | None:
+    """Rank 0: the JSON-lines log (``log.jsonl``) fanned out to the metrics table (``log.table``) and wandb
+    (``log.wandb_mode``) by :func:`reidkit.engine.loggers.build_loggers`; other ranks: ``None`` (the trainer drops
+    their records)."""
+    if not ctx.is_main:
+        return None
+    from reidkit.engine.loggers import build_loggers
+
+    run_log = RunLog(out / "log.jsonl") if cfg["log"]["jsonl"] else None
+    try:
+        return build_loggers(cfg, out, run_log, rank=ctx.rank)
+    except BaseException:
+        if run_log is not None:
+            run_log.close()
+        raise
 
 
 def _load_selected_weights(run: Run, path: Path) -> None:
@@ -267,22 +331,10 @@ def _load_selected_weights(run: Run, path: Path) -> None:
 
 def evaluate_test(run: Run) -> dict[str, Any]:
     """mAP, mINP and rank-1/5/10 of the run's model (its EMA if any) on the test query/gallery, with the config's
-    ``eval`` settings (metric, normalisation, flip, re-ranking)."""
-    from reidkit.engine.evaluator import evaluate_model
-
-    ev, data = run.cfg["eval"], run.cfg["data"]
-    model = run.trainer.ema.module if run.trainer.ema is not None else run.trainer.model
-    params = ({"k1": ev["rerank_k1"], "k2": ev["rerank_k2"], "lambda_value": ev["rerank_lambda"]}
-              if ev["rerank"] else None)
-    report = evaluate_model(model, run.dataset.query, run.dataset.gallery, transform=run.test_transform,
-                            metric=ev["metric"], flip=ev["flip"], normalize=ev["normalize"], rerank=ev["rerank"],
-                            rerank_params=params, max_rank=ev["max_rank"], batch_size=data["test_batch_size"],
-                            workers=data["workers"], device=run.trainer.device, progress=False)
-    rank = report.result
-    cmc = list(rank.cmc)
-    result = {"split": "test", "mAP": float(rank.mAP), "mINP": float(rank.mINP),
-              **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
-    return result
+    ``eval`` settings (metric, normalisation, flip, re-ranking) -- the same path as validation
+    (:meth:`Trainer.evaluate <reidkit.engine.trainer.Trainer.evaluate>`; under DDP every rank extracts its share).
+    Every rank must call it."""
+    return run.trainer.evaluate(*run.loaders(run.dataset.query, run.dataset.gallery), split="test")
 
 
 def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | None = None,
@@ -293,14 +345,26 @@ def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | N
     ``metrics.json``: ``validation`` (``best_mAP``, ``best_epoch`` and the per-epoch validation records, model
     selection only), ``test`` (mAP, mINP, rank1/5/10 of the selected weights, evaluated once, after training),
     ``selection`` and ``test_selected`` (true only with ``train.select_on: test``), ``checkpoint`` (the weights
-    tested), ``epochs``, ``steps`` and ``notes``.
+    tested), ``epochs``, ``steps``, ``world_size`` and ``notes``.
+
+    Launched by ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set), every process calls this: the process group
+    is created here and destroyed at the end, also on an error; only rank 0 writes files, every rank returns the same
+    metrics. ``out_dir`` must be on a file system every rank reads (they load ``best.pt`` and ``resume``).
     """
+    with distributed_session(cfg["train"]["device"]) as ctx:
+        return train_run(build_run(cfg, out_dir, ctx), resume)
+
+
+def train_run(run: Run, resume: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The body of :func:`train_from_config` on a run already built by :func:`build_run` (e.g. to look at or hook
+    its components first): resume, fit with validation, load the selected weights, test once, write
+    ``config.yaml`` and ``metrics.json`` (rank 0); returns the metrics. Closes the run's log."""
     from reidkit.config import dump_config
 
-    run = build_run(cfg, out_dir)
-    trainer = run.trainer
+    trainer, ctx = run.trainer, run.dist
     try:
-        write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
+        if ctx.is_main:
+            write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
         if resume is not None:
             path = Path(resume).expanduser()
             if not path.is_file():
@@ -309,9 +373,11 @@ def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | N
         validation = run.validation_loaders()
         evaluate_every = max(run.cfg["train"]["eval_every"], 1) if validation is not None else None
         records = trainer.fit(run.cfg["train"]["epochs"], evaluate_every=evaluate_every, validation=validation)
+        barrier(ctx)  # rank 0 has written best.pt / last.pt
         best = run.out_dir / "best.pt"
         tested = run.out_dir / "last.pt"
-        if run.selection in ("val", "test") and best.is_file():
+        has_best = broadcast_object(best.is_file() if ctx.is_main else None, ctx)  # rank 0 sees the files
+        if run.selection in ("val", "test") and has_best:
             _load_selected_weights(run, best)
             tested = best
         test = evaluate_test(run)
@@ -334,8 +400,10 @@ def train_from_config(cfg: Mapping[str, Any], resume: str | os.PathLike[str] | N
         "checkpoint": str(tested),
         "epochs": trainer.epoch - 1,
         "steps": trainer.step,
+        "world_size": ctx.world_size,
         "resumed_from": None if resume is None else str(resume),
         "notes": run.notes,
     }
-    write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if ctx.is_main:
+        write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics

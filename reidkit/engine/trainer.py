@@ -1,4 +1,5 @@
-"""The training loop (issue 5 §3): AMP, accumulation, clipping, EMA, layer freezing, exact resume, JSON-lines log.
+"""The training loop (issue 5 §3): AMP, accumulation, clipping, EMA, layer freezing, exact resume, data-parallel
+training (DDP, SyncBN), ``torch.compile``, the centre-loss optimiser and validation with the ``eval`` settings.
 
 Counting: epochs are 1-based (epoch ``e`` uses the loader's sampler epoch ``e - 1``); ``step`` counts optimiser
 steps; with ``accumulate = A`` one step sums the gradients of A consecutive batches, each loss divided by the size
@@ -14,27 +15,55 @@ with the same ``epochs``; the remaining batches of an interrupted epoch are re-d
 (the data pipeline seeds every sample from ``(seed, epoch, index)``) and the first ones skipped.
 
 Layer freezing (components.md §12): the modules named in ``freeze_modules`` are frozen for epochs
-``1..freeze_epochs`` (``requires_grad=False`` and kept in ``eval()`` mode so BatchNorm statistics do not move) and
-unfrozen at the start of epoch ``freeze_epochs + 1``. The state is derived from the epoch, so a resumed run is
-right. Parameters that were already frozen when the trainer was built (the BNNeck bias) are never unfrozen.
+``1..freeze_epochs`` and, FastReID's ``FREEZE_ITERS``, for the first ``freeze_iters`` optimiser steps
+(``requires_grad=False`` and kept in ``eval()`` mode so BatchNorm statistics do not move); they are unfrozen at the
+first step where neither holds. The state is derived from the epoch and the step, so a resumed run is right.
+Parameters that were already frozen when the trainer was built (the BNNeck bias) are never unfrozen.
+
+Centre loss (BoT, components.md §6): the centres of every ``center`` term get their own plain SGD
+(:func:`build_center_optimizer`, ``lr = optim.center_lr``, not scheduled). Before its step their gradient is
+unscaled (fp16) and divided by the term's weight, so that the weight scales the centre loss's pull on the features
+but not the centres' own update: ``c_k ← c_k − lr · (2/B) Σ_{i: y_i = k} (c_k − x_i)``. It steps with the main
+optimiser (same accumulation) and is saved in checkpoints.
+
+Data parallel (:mod:`reidkit.engine.distributed`): pass a :class:`~reidkit.engine.distributed.DistContext` with
+``world_size > 1`` and the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` for the training
+forward (rebuilt when freezing changes which parameters train); the loss's own parameters (centres) have their
+gradients averaged over the ranks by hand. ``self.model`` stays the plain module, so checkpoints hold its keys (no
+``module.`` prefix) and resume works the same with or without DDP. Only rank 0 writes checkpoints and logs.
+``torch.compile`` compiles the module's forward in place (``nn.Module.compile``: keys stay free of ``_orig_mod.``).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from reidkit.engine.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from reidkit.engine.distributed import (
+    DistContext,
+    all_reduce_mean_,
+    broadcast_buffers_,
+    broadcast_object,
+    gather_features,
+)
 from reidkit.engine.ema import ModelEMA
+from reidkit.engine.loggers import LogSink, LogSinks
 from reidkit.engine.run_log import RunLog, _plain
 
-__all__ = ["AMP_MODES", "CHECKPOINT_FORMAT", "NonFiniteLossError", "Trainer"]
+if TYPE_CHECKING:
+    from reidkit.evaluation import RankResult
+    from reidkit.evaluation.features import Features
+
+__all__ = ["AMP_MODES", "CHECKPOINT_FORMAT", "EvalSettings", "NonFiniteLossError", "Trainer",
+           "build_center_optimizer", "center_parameters"]
 
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 CHECKPOINT_FORMAT = "reidkit-trainer-1"
@@ -53,6 +82,92 @@ def _loader_generator(loader: Any) -> torch.Generator | None:
     return gen if isinstance(gen, torch.Generator) else None
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How features become rank metrics, shared by validation and the final test (the config's ``eval`` section;
+    the same steps as :func:`reidkit.engine.evaluator.evaluate_model`).
+
+    ``metric``: ``"euclidean"`` (squared) or ``"cosine"``; ``normalize``: L2-normalise each feature (``None``:
+    :func:`~reidkit.engine.evaluator.resolve_normalize`); ``flip``: flip test-time augmentation (mean of the image's
+    and its mirror's feature, before normalisation); ``rerank``: k-reciprocal re-ranking (Zhong et al., CVPR 2017)
+    with ``rerank_params``; ``max_rank``: length of the CMC curve.
+    """
+
+    metric: str = "euclidean"
+    normalize: bool | None = None
+    flip: bool = False
+    rerank: bool = False
+    rerank_params: Mapping[str, Any] | None = None
+    max_rank: int = 50
+
+    def __post_init__(self) -> None:
+        from reidkit.engine.evaluator import METRICS
+
+        if self.metric not in METRICS:
+            raise ValueError(f"unknown metric {self.metric!r}; valid: {', '.join(METRICS)}")
+        if self.rerank_params is not None and not self.rerank:
+            raise ValueError("rerank_params given but rerank=False")
+        if isinstance(self.max_rank, bool) or not isinstance(self.max_rank, int) or self.max_rank < 1:
+            raise ValueError(f"max_rank must be a positive int, got {self.max_rank!r}")
+
+    @classmethod
+    def from_config(cls, ev: Mapping[str, Any]) -> EvalSettings:
+        """The settings of a validated config's ``eval`` section."""
+        params = ({"k1": ev["rerank_k1"], "k2": ev["rerank_k2"], "lambda_value": ev["rerank_lambda"]}
+                  if ev["rerank"] else None)
+        return cls(metric=ev["metric"], normalize=ev["normalize"], flip=ev["flip"], rerank=ev["rerank"],
+                   rerank_params=params, max_rank=ev["max_rank"])
+
+    @property
+    def l2_normalize(self) -> bool:
+        """Whether features are L2-normalised (``normalize`` resolved for the metric)."""
+        from reidkit.engine.evaluator import resolve_normalize
+
+        return resolve_normalize(self.normalize, self.metric)
+
+    def rank(self, query: Features, gallery: Features, device: torch.device | str | None = None) -> RankResult:
+        """CMC / mAP / mINP of ``query`` against ``gallery`` features (distances or re-ranked distances)."""
+        from reidkit.engine.evaluator import _check_rerank_params
+        from reidkit.evaluation import evaluate_features, evaluate_rank, re_ranking_features
+
+        if not self.rerank:
+            return evaluate_features(query.features, gallery.features, query.pids, gallery.pids, query.camids,
+                                     gallery.camids, metric=self.metric, max_rank=self.max_rank, device=device)
+        p = _check_rerank_params(self.rerank_params)
+        distmat = re_ranking_features(query.features, gallery.features, k1=int(p["k1"]), k2=int(p["k2"]),
+                                      lambda_value=p["lambda_value"], metric=self.metric, device=device)
+        return evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids,
+                             max_rank=self.max_rank)
+
+
+def build_center_optimizer(loss: nn.Module, lr: float) -> torch.optim.SGD | None:
+    """BoT's optimiser of the centre-loss centres: plain SGD (no momentum, no weight decay) at ``lr`` (0.5), one
+    group per ``center`` term of a :class:`~reidkit.losses.CombinedLoss` carrying that term's ``loss_weight`` (the
+    trainer divides the centres' gradient by it before the step). ``None`` when the loss has no centre term with a
+    positive weight (a zero-weight term gives its centres no gradient: they are left out).
+    """
+    from reidkit.losses.center import CenterLoss
+
+    if not lr > 0:
+        raise ValueError(f"center_lr must be > 0, got {lr!r}")
+    groups = []
+    for term in getattr(loss, "terms", ()):
+        module = loss.losses[term.key]  # type: ignore[union-attr,index]
+        if isinstance(module, CenterLoss) and term.weight > 0:
+            groups.append({"params": [module.centers], "lr": float(lr), "loss_weight": float(term.weight),
+                           "name": f"center:{term.key}"})
+    if not groups:
+        return None
+    return torch.optim.SGD(groups, lr=float(lr), momentum=0.0, weight_decay=0.0)
+
+
+def center_parameters(loss: nn.Module) -> list[nn.Parameter]:
+    """The centres :func:`build_center_optimizer` would update (to keep them out of the main optimiser)."""
+    from reidkit.losses.center import CenterLoss
+
+    return [module.centers for module in loss.modules() if isinstance(module, CenterLoss)]
+
+
 class Trainer:
     """Train a re-id model with a :class:`~reidkit.losses.CombinedLoss` on a P×K loader.
 
@@ -60,26 +175,38 @@ class Trainer:
         model: e.g. :func:`reidkit.models.build_model`; in training mode it maps ``(images, pids)`` to a
             :class:`~reidkit.models.reid_model.ReIDOutput`.
         loss: ``loss(output, labels) -> LossOutput(total, terms)`` (:func:`reidkit.losses.build_loss`).
-        optimizer: built on ``model.param_groups(...)`` (components.md §7) before the trainer.
+        optimizer: built on ``model.param_groups(...)`` (components.md §7) before the trainer (without the centres
+            of a centre loss when ``center_optimizer`` is given).
         scheduler: any scheduler with ``step()``, ``state_dict()`` and ``load_state_dict()`` (or ``None``).
         train_loader: :func:`reidkit.data.build_train_loader` (needs ``set_epoch``); batches are dicts with
-            ``img`` and ``pid``.
-        device: default CUDA if available, else CPU; the model and loss are moved there.
+            ``img`` and ``pid``. Under DDP, the distributed loader of this rank.
+        device: default ``dist.device``, else CUDA if available, else CPU; the model and loss are moved there.
         amp: ``"off"``, ``"bf16"`` (autocast, no scaler) or ``"fp16"`` (autocast with a ``GradScaler``).
         channels_last: model and images in ``torch.channels_last`` memory format.
         accumulate: batches per optimiser step (gradient accumulation).
-        clip_grad_norm: clip the total L2 norm of the gradients to this value (after unscaling), or ``None``.
+        clip_grad_norm: clip the total L2 norm of the main optimiser's gradients to this value (after unscaling), or
+            ``None``.
         ema_decay: keep a :class:`~reidkit.engine.ema.ModelEMA` with this decay (evaluated instead of the model).
         freeze_epochs: freeze ``freeze_modules`` for epochs ``1..freeze_epochs``.
+        freeze_iters: also freeze them while fewer than this many optimiser steps are done (FastReID).
         freeze_modules: names of submodules of the model (``model.get_submodule`` paths).
         freeze_bn_stats: keep frozen modules in eval mode (default); ``False`` reproduces the seed (BN statistics of
             frozen layers keep moving).
         scheduler_per_iter: step the scheduler after every optimiser step instead of after every epoch.
-        out_dir: checkpoints and ``log.jsonl`` go here.
+        center_optimizer: the centres' own SGD (:func:`build_center_optimizer`), or ``None``.
+        eval_settings: metric, normalisation, flip and re-ranking of :meth:`evaluate` (default
+            :class:`EvalSettings`\\ ()).
+        compile: ``torch.compile`` the model's forward (in place) with ``compile_backend`` (a backend name such as
+            ``"inductor"``, ``"aot_eager"``, ``"eager"``, or a backend callable).
+        sync_bn: convert BatchNorm layers to :class:`~torch.nn.SyncBatchNorm` (CUDA only; statistics over all ranks).
+        dist: this process's place in a data-parallel run (default: single process).
+        log: the sink of the records, e.g. :func:`reidkit.engine.loggers.build_loggers` (default: a
+            :class:`~reidkit.engine.run_log.RunLog` on ``out_dir/log.jsonl``); ranks other than 0 never log.
+        out_dir: checkpoints and ``log.jsonl`` go here (written by rank 0 only).
         log_every: write a ``"step"`` record every this many optimiser steps.
         checkpoint_every: write ``last.pt`` every this many epochs (and after the last one).
         checkpoint_every_steps: also write ``last.pt`` every this many optimiser steps, or ``None``.
-        progress: show a tqdm bar (``TQDM_DISABLE=1`` also hides it).
+        progress: show a tqdm bar (rank 0 only; ``TQDM_DISABLE=1`` also hides it).
     """
 
     def __init__(
@@ -98,9 +225,17 @@ class Trainer:
         clip_grad_norm: float | None = None,
         ema_decay: float | None = None,
         freeze_epochs: int = 0,
+        freeze_iters: int = 0,
         freeze_modules: Sequence[str] = ("backbone",),
         freeze_bn_stats: bool = True,
         scheduler_per_iter: bool = False,
+        center_optimizer: torch.optim.Optimizer | None = None,
+        eval_settings: EvalSettings | None = None,
+        compile: bool = False,  # noqa: A002 (the config key's name)
+        compile_backend: str | Callable[..., Any] = "inductor",
+        sync_bn: bool = False,
+        dist: DistContext | None = None,
+        log: LogSink | None = None,
         log_every: int = 20,
         checkpoint_every: int = 1,
         checkpoint_every_steps: int | None = None,
@@ -109,7 +244,8 @@ class Trainer:
         if amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
         for label, value, minimum in (("accumulate", accumulate, 1), ("freeze_epochs", freeze_epochs, 0),
-                                      ("log_every", log_every, 1), ("checkpoint_every", checkpoint_every, 1)):
+                                      ("freeze_iters", freeze_iters, 0), ("log_every", log_every, 1),
+                                      ("checkpoint_every", checkpoint_every, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"{label} must be an int >= {minimum}, got {value!r}")
         if checkpoint_every_steps is not None and (not isinstance(checkpoint_every_steps, int)
@@ -119,27 +255,47 @@ class Trainer:
             raise ValueError(f"clip_grad_norm must be > 0 or None, got {clip_grad_norm!r}")
         if not hasattr(train_loader, "set_epoch"):
             raise TypeError("train_loader needs set_epoch(epoch) (use reidkit.data.build_train_loader)")
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        if center_optimizer is not None:
+            for group in center_optimizer.param_groups:
+                weight = group.get("loss_weight")
+                if not isinstance(weight, float) or not weight > 0:
+                    raise ValueError("center_optimizer: every param group needs a positive 'loss_weight' (the centre "
+                                     f"term's weight; use build_center_optimizer), got {weight!r}")
+        self.dist = dist if dist is not None else DistContext()
+        if device is None:
+            device = self.dist.device if self.dist.device is not None else (
+                "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
         if amp == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError("amp='bf16' needs a GPU with bfloat16 support; use amp='fp16' here")
+        if sync_bn and (self.device.type != "cuda" or (self.dist.distributed and self.dist.backend != "nccl")):
+            raise ValueError(f"sync_bn=True needs CUDA with the NCCL backend (torchrun on GPUs); this run is on "
+                             f"{self.device} with backend {self.dist.backend or 'none'}: set train.sync_bn=false")
         self.amp = amp
         self.channels_last = bool(channels_last)
+        if sync_bn:  # SyncBatchNorm re-uses the BatchNorm parameters, so the optimiser still holds the right ones
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss = loss.to(self.device)
         self.optimizer = optimizer
+        self.center_optimizer = center_optimizer
         self.scheduler = scheduler
         self.train_loader = train_loader
         self.accumulate = accumulate
         self.clip_grad_norm = None if clip_grad_norm is None else float(clip_grad_norm)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.ema = ModelEMA(self.model, ema_decay) if ema_decay is not None else None
+        self.eval_settings = eval_settings if eval_settings is not None else EvalSettings()
+        self.compiled = bool(compile)
+        if self.compiled:  # in place: state_dict keys stay those of the module (no "_orig_mod." prefix)
+            self.model.compile(backend=compile_backend)
         self.freeze_epochs = freeze_epochs
+        self.freeze_iters = freeze_iters
         self.freeze_bn_stats = bool(freeze_bn_stats)
         self._freeze_targets: list[nn.Module] = []
-        for name in freeze_modules if freeze_epochs > 0 else ():
+        for name in freeze_modules if freeze_epochs > 0 or freeze_iters > 0 else ():
             try:
                 self._freeze_targets.append(self.model.get_submodule(name))
             except AttributeError as err:
@@ -148,14 +304,21 @@ class Trainer:
                                  f"(its children: {children})") from err
         # Parameters frozen by design (e.g. the BNNeck bias): never re-enabled by unfreezing.
         self._fixed = {id(p) for p in self.model.parameters() if not p.requires_grad}
+        self._loss_params = [p for p in self.loss.parameters() if p.requires_grad]
         self.scheduler_per_iter = bool(scheduler_per_iter)
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log_every = log_every
         self.checkpoint_every = checkpoint_every
         self.checkpoint_every_steps = checkpoint_every_steps
-        self.progress = bool(progress)
-        self.log = RunLog(self.out_dir / "log.jsonl")
+        self.progress = bool(progress) and self.dist.is_main
+        if not self.dist.is_main:
+            if log is not None:
+                log.close()
+            self.log: LogSink = LogSinks(enabled=False)
+        else:
+            self.log = log if log is not None else RunLog(self.out_dir / "log.jsonl")
         # Position: the next epoch to run (1-based), the batches of it already done, optimiser steps done.
         self.epoch = 1
         self.batch_in_epoch = 0
@@ -168,17 +331,30 @@ class Trainer:
         self._gen_state_epoch_start: torch.Tensor | None = None
         self._epoch_sums: dict[str, float] = {}
         self._epoch_batches = 0
+        self.train_module: nn.Module = self.model
+        self._wrap_for_training()
 
     # ------------------------------------------------------------------------------------------ state
 
     @property
     def params(self) -> list[torch.Tensor]:
-        """Every parameter the optimiser updates."""
+        """Every parameter the main optimiser updates."""
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def lrs(self) -> list[float]:
-        """The current learning rate of each optimiser group."""
+        """The current learning rate of each main optimiser group."""
         return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    def _wrap_for_training(self) -> None:
+        """``train_module``: the model, or a :class:`DistributedDataParallel` over it (rebuilt whenever freezing
+        changes which parameters train, so that DDP's reducer holds exactly the trainable ones)."""
+        if not self.dist.distributed:
+            self.train_module = self.model
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        self.train_module = DistributedDataParallel(self.model, device_ids=device_ids)
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint content (tensors and plain types only, loadable with ``weights_only=True``)."""
@@ -197,6 +373,8 @@ class Trainer:
             "model_cfg": model_cfg,
             "loss": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "center_optimizer": (self.center_optimizer.state_dict() if self.center_optimizer is not None
+                                 else None),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
@@ -206,6 +384,7 @@ class Trainer:
             "sampler_epoch": self.epoch - 1,
             "accumulate": self.accumulate,
             "amp": self.amp,
+            "world_size": self.dist.world_size,
             "loader_generator": gen_state,
             "rng": capture_rng_state(),
             "epoch_sums": dict(self._epoch_sums),
@@ -215,23 +394,36 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> Path:
-        """Write :meth:`state_dict` atomically to ``out_dir/name``; returns the path."""
-        path = save_checkpoint(self.state_dict(), self.out_dir / name)
+        """Write :meth:`state_dict` atomically to ``out_dir/name`` (rank 0 only); returns the path."""
+        path = self.out_dir / name
+        if self.dist.is_main:
+            save_checkpoint(self.state_dict(), path)
         self.last_checkpoint = path
         return path
 
     def resume(self, path: str | os.PathLike[str]) -> None:
         """Restore everything from a checkpoint of :meth:`save` (built afresh with the same components), so that
-        :meth:`fit` continues exactly where the checkpointed run was."""
+        :meth:`fit` continues exactly where the checkpointed run was. Under DDP every rank reads the same file."""
         state = load_checkpoint(path, map_location="cpu")
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path}: not a reidkit trainer checkpoint (format {state.get('format')!r})")
         if int(state["accumulate"]) != self.accumulate:
             raise ValueError(f"{path} was trained with accumulate={state['accumulate']}, "
                              f"this trainer has accumulate={self.accumulate}")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world_size and int(state["batch_in_epoch"]) > 0:
+            raise ValueError(f"{path} stopped inside epoch {state['epoch']} of a run on {saved_world} process(es); "
+                             f"this run has {self.dist.world_size}, whose share of that epoch's batches differs: "
+                             "resume it with the same number of processes (checkpoints at an epoch end resume on "
+                             "any number)")
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
+        saved_center = state.get("center_optimizer")
+        if (saved_center is None) != (self.center_optimizer is None):
+            raise ValueError(f"{path}: centre-loss optimiser presence differs between the checkpoint and this trainer")
+        if self.center_optimizer is not None:
+            self.center_optimizer.load_state_dict(saved_center)
         if (state["scheduler"] is None) != (self.scheduler is None):
             raise ValueError(f"{path}: scheduler presence differs between the checkpoint and this trainer")
         if self.scheduler is not None:
@@ -259,14 +451,19 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- freezing
 
-    def _apply_freeze(self, epoch: int) -> None:
-        """Freeze the target modules for ``epoch <= freeze_epochs``, unfreeze them after (never the fixed ones)."""
-        frozen = epoch <= self.freeze_epochs
+    def _apply_freeze(self, epoch: int) -> bool:
+        """Freeze the target modules while ``epoch <= freeze_epochs`` or ``step < freeze_iters``, unfreeze them
+        after (never the fixed ones). Returns whether the frozen state changed (then DDP is rebuilt)."""
+        frozen = bool(self._freeze_targets) and (epoch <= self.freeze_epochs or self.step < self.freeze_iters)
         for module in self._freeze_targets:
             for param in module.parameters():
                 if id(param) not in self._fixed:
                     param.requires_grad_(not frozen)
-        self.frozen = frozen and bool(self._freeze_targets)
+        changed = frozen != self.frozen
+        self.frozen = frozen
+        if changed:
+            self._wrap_for_training()
+        return changed
 
     def train_mode(self) -> None:
         """``model.train()``, with frozen modules kept in eval mode (their BN statistics do not move)."""
@@ -285,35 +482,54 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     def _forward_backward(self, batch: Mapping[str, Any], group_size: int, epoch: int, index: int,
-                          num_batches: int) -> dict[str, float]:
+                          num_batches: int, last_of_group: bool) -> dict[str, float]:
         images = torch.as_tensor(batch["img"]).to(self.device, non_blocking=True)
         if self.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         pids = torch.as_tensor(batch["pid"]).to(self.device, non_blocking=True).long()
-        with self._autocast():
-            output = self.model(images, pids)
-        result = self.loss(output, pids)
-        total = result.total
-        if not bool(torch.isfinite(total.detach())):
-            terms = {k: float(v) for k, v in result.terms.items()}
-            where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
-                     else "no checkpoint was written yet")
-            raise NonFiniteLossError(
-                f"non-finite loss {float(total.detach())} at epoch {epoch}, step {self.step + 1} "
-                f"(batch {index + 1}/{num_batches} of the epoch); batch pids: {pids.tolist()}; "
-                f"loss terms: {terms}; {where}")
-        self.scaler.scale(total / group_size).backward()
+        # DDP: all-reduce the gradients only on the last micro-batch of an accumulation group
+        no_sync = getattr(self.train_module, "no_sync", None)
+        sync = contextlib.nullcontext() if last_of_group or no_sync is None else no_sync()
+        with sync:
+            with self._autocast():
+                output = self.train_module(images, pids)
+            result = self.loss(output, pids)
+            total = result.total
+            if not bool(torch.isfinite(total.detach())):
+                terms = {k: float(v) for k, v in result.terms.items()}
+                where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
+                         else "no checkpoint was written yet")
+                raise NonFiniteLossError(
+                    f"non-finite loss {float(total.detach())} at epoch {epoch}, step {self.step + 1} "
+                    f"(batch {index + 1}/{num_batches} of the epoch); batch pids: {pids.tolist()}; "
+                    f"loss terms: {terms}; {where}")
+            self.scaler.scale(total / group_size).backward()
         return {k: float(v) for k, v in result.terms.items()}
 
+    def _center_step(self) -> None:
+        """BoT: unscale the centres' gradient, divide it by the centre term's weight, step their SGD."""
+        assert self.center_optimizer is not None
+        self.scaler.unscale_(self.center_optimizer)
+        for group in self.center_optimizer.param_groups:
+            for param in group["params"]:
+                if param.grad is not None:
+                    param.grad.div_(group["loss_weight"])
+        self.scaler.step(self.center_optimizer)
+
     def _optimizer_step(self) -> None:
+        all_reduce_mean_(self._loss_params, self.dist)  # outside DDP: average the loss's own gradients by hand
         if self.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None],
                                                   self.clip_grad_norm)
             self.last_grad_norm = float(norm)
+        if self.center_optimizer is not None:
+            self._center_step()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.center_optimizer is not None:
+            self.center_optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update(self.model)
         if self.scheduler is not None and self.scheduler_per_iter:
@@ -342,10 +558,11 @@ class Trainer:
             evaluate_every: evaluate ``validation`` every this many epochs (and after the last); ``best.pt`` keeps
                 the best mAP. Model selection uses this validation split, never the test split.
             validation: ``(query_loader, gallery_loader)`` from the training identities
-                (:func:`reidkit.data.datasets.validation.carve_validation` + ``build_test_loaders``).
+                (:func:`reidkit.data.datasets.validation.carve_validation` + ``build_test_loaders``); under DDP,
+                loaders of this rank's share (:func:`reidkit.engine.distributed.shard`).
             max_steps: stop (after writing ``last.pt``) once this many optimiser steps are done in total.
 
-        Returns the epoch records of this call (as written to ``log.jsonl``).
+        Returns the epoch records of this call (as written to the log).
 
         Raises:
             NonFiniteLossError: a NaN/Inf loss (nothing is written for that step).
@@ -379,14 +596,17 @@ class Trainer:
                     batch = next(batches)
                     group_start = index - index % self.accumulate
                     group_size = min(self.accumulate, num_batches - group_start)
-                    terms = self._forward_backward(batch, group_size, epoch, index, num_batches)
+                    if index == group_start and self._apply_freeze(epoch):  # freeze_iters ends mid-epoch
+                        self.train_mode()
+                    last_of_group = index + 1 - group_start == group_size
+                    terms = self._forward_backward(batch, group_size, epoch, index, num_batches, last_of_group)
                     for key, value in terms.items():
                         step_terms[key] = step_terms.get(key, 0.0) + value
                         self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
                     step_batches += 1
                     self._epoch_batches += 1
                     bar.update(1)
-                    if index + 1 - group_start < group_size:
+                    if not last_of_group:
                         continue
                     self._optimizer_step()
                     self.batch_in_epoch = index + 1
@@ -438,27 +658,39 @@ class Trainer:
         return record
 
     def evaluate(self, query_loader: Iterable[Any], gallery_loader: Iterable[Any],
-                 split: str = "validation", flip: bool = False) -> dict[str, Any]:
-        """mAP, mINP and rank-1/5/10 (fractions) of the EMA model if any, else the model, on a query/gallery pair.
+                 split: str = "validation") -> dict[str, Any]:
+        """mAP, mINP and rank-1/5/10 (fractions) of the EMA model if any, else the model, on a query/gallery pair,
+        with :attr:`eval_settings` (the config's ``eval``: metric, normalisation, flip, re-ranking).
 
+        Under DDP each rank passes loaders of its share of the query and gallery; the evaluated model's buffers are
+        first set to rank 0's, rank 0 gathers the features in rank order, computes the metrics and broadcasts them,
+        so every rank returns the same dict.
         ``split`` is recorded with the numbers (``"validation"`` for model selection, ``"test"`` at the end).
         """
-        from reidkit.evaluation import evaluate_features, extract_features
+        from reidkit.evaluation import extract_features
 
+        settings = self.eval_settings
         model = self.ema.module if self.ema is not None else self.model
-        query = extract_features(model, query_loader, flip=flip, device=self.device, progress=False)
-        gallery = extract_features(model, gallery_loader, flip=flip, device=self.device, progress=False)
-        result = evaluate_features(query.features, gallery.features, query.pids, gallery.pids,
-                                   query.camids, gallery.camids)
+        broadcast_buffers_(model, self.dist)  # every rank evaluates rank 0's BN statistics (those it saves)
+        local = [extract_features(model, loader, flip=settings.flip, normalize=settings.l2_normalize,
+                                  device=self.device, progress=False) for loader in (query_loader, gallery_loader)]
+        query, gallery = (gather_features(part, self.dist) for part in local)
+        metrics: dict[str, Any] | None = None
+        if query is not None and gallery is not None:  # rank 0 (or a single process)
+            result = settings.rank(query, gallery, device=self.device)
+            cmc = result.cmc
+            metrics = {"split": split, "mAP": float(result.mAP), "mINP": float(result.mINP),
+                       **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
+        metrics = broadcast_object(metrics, self.dist)
         self.train_mode()
-        cmc = result.cmc
-        return {"split": split, "mAP": float(result.mAP), "mINP": float(result.mINP),
-                **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
+        assert metrics is not None
+        return metrics
 
     def close(self) -> None:
-        """Close the log file."""
+        """Close the log sink(s)."""
         self.log.close()
 
     def __repr__(self) -> str:
         return (f"Trainer(device={self.device}, amp={self.amp!r}, accumulate={self.accumulate}, "
-                f"epoch={self.epoch}, step={self.step}, out_dir={str(self.out_dir)!r})")
+                f"epoch={self.epoch}, step={self.step}, world_size={self.dist.world_size}, "
+                f"out_dir={str(self.out_dir)!r})")
