@@ -4,13 +4,15 @@
 2. evaluate the hand-crafted colour-histogram baseline;
 3. train the ``synth_quick`` recipe (model selection on identities carved from the training split, the test
    split evaluated once at the end);
-4. draw the identities, the split statistics and the trained model's ranked lists, and write ``metrics.json``
+4. draw the identities, the split statistics, the trained model's ranked lists and its LayerCAM heatmaps (the
+   best and the worst query, each beside its best true and its best wrong match), and write ``metrics.json``
    with the baseline and the trained model side by side.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +29,10 @@ def _labels(items: list) -> tuple[np.ndarray, np.ndarray]:
     return np.array([i.pid for i in items]), np.array([i.camid for i in items])
 
 
-def _trained_ranked_lists(checkpoint: str, dataset, metric: str, out_path: Path, height: int, width: int) -> None:  # type: ignore[no-untyped-def]
-    """The selected weights' ranked lists for the three best and three worst queries."""
+def _trained_ranked_lists(checkpoint: str, dataset: Any, metric: str, out_path: Path, height: int,
+                          width: int) -> tuple[Any, np.ndarray, list[int]]:
+    """The selected weights' ranked lists for the three best and three worst queries; returns the model, the
+    distance matrix and the chosen queries (best three, then worst three) for the heatmaps."""
     from reidkit.data.loaders import build_test_loaders
     from reidkit.data.transforms import build_transforms
     from reidkit.evaluation import extract_features
@@ -46,6 +50,19 @@ def _trained_ranked_lists(checkpoint: str, dataset, metric: str, out_path: Path,
     order = np.argsort(ap, kind="stable")[: result.num_valid]
     chosen = [*order[-3:][::-1].tolist(), *order[:3].tolist()]  # best three, then worst three
     ranked_list_figure(distmat, dataset.query, dataset.gallery, chosen, k=10, ap=result.ap).savefig(out_path, dpi=110)
+    return model, distmat, chosen
+
+
+def _trained_heatmaps(model: Any, dataset: Any, distmat: np.ndarray, query_indices: list[int], out_path: Path,
+                      height: int, width: int) -> None:
+    """LayerCAM (similarity target, last stage) of the trained model: each query beside its best-ranked true
+    match and its best-ranked wrong match, both overlays side by side. LayerCAM rather than Grad-CAM: at the high
+    cosine similarities of re-ID pairs, Grad-CAM's channel-averaged weights are often negative everywhere and its
+    map comes out empty; LayerCAM weighs each cell by its own positive gradient."""
+    from reidkit.viz.heatmap_explorer import HeatmapSource, match_heatmaps_figure
+
+    source = HeatmapSource(model, dataset.query, dataset.gallery, height=height, width=width)
+    match_heatmaps_figure(source, distmat, query_indices, method="layercam").savefig(out_path, dpi=110)
 
 
 def run_demo(
@@ -93,8 +110,11 @@ def run_demo(
     )
     splits = {"train": dataset.train, "query": dataset.query, "gallery": dataset.gallery}
     split_statistics_figure(splits, num_cameras=6).savefig(out_dir / "split_statistics.png", dpi=120)
-    _trained_ranked_lists(trained["checkpoint"], dataset, cfg["eval"]["metric"], out_dir / "ranked_lists.png",
-                          cfg["data"]["height"], cfg["data"]["width"])
+    model, distmat, chosen = _trained_ranked_lists(trained["checkpoint"], dataset, cfg["eval"]["metric"],
+                                                   out_dir / "ranked_lists.png", cfg["data"]["height"],
+                                                   cfg["data"]["width"])
+    _trained_heatmaps(model, dataset, distmat, [chosen[0], chosen[len(chosen) // 2]], out_dir / "heatmaps.png",
+                      cfg["data"]["height"], cfg["data"]["width"])  # the best query and the worst
     summary = {
         "dataset": {
             "name": "synthreid",
@@ -115,5 +135,5 @@ def run_demo(
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"      test split: colour histogram mAP {100 * result.mAP:.1f}% | "
           f"trained {DEMO_CONFIG} mAP {100 * test['mAP']:.1f}%, rank-1 {100 * test['rank1']:.1f}%")
-    print("      wrote identities.png, split_statistics.png, ranked_lists.png, metrics.json, train/")
+    print("      wrote identities.png, split_statistics.png, ranked_lists.png, heatmaps.png, metrics.json, train/")
     return summary

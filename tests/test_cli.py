@@ -54,7 +54,7 @@ def test_demo_on_tiny_writes_figures_and_metrics(tmp_path: Path, synthreid_tiny:
     shutil.copytree(synthreid_tiny, data_root / synthreid_tiny.name)
     out = tmp_path / "demo"
     assert main(["demo", "--preset", "tiny", "--out", str(out), "--data-root", str(data_root), "--epochs", "1"]) == 0
-    for name in ("identities.png", "split_statistics.png", "ranked_lists.png", "metrics.json", "train/best.pt"):
+    for name in ("identities.png", "split_statistics.png", "ranked_lists.png", "heatmaps.png", "metrics.json", "train/best.pt"):
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     baseline = metrics["baselines"]["color_histogram"]
