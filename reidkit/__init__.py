@@ -1,12 +1,18 @@
 """reidkit: a notebook-first person re-identification toolkit.
 
 The names most notebooks need are re-exported here (``import reidkit as rk``); every component also lives
-in its own module under ``reidkit.data``, ``reidkit.models``, ``reidkit.evaluation`` and ``reidkit.viz``.
+in its own module under ``reidkit.data``, ``reidkit.models``, ``reidkit.losses``, ``reidkit.engine``,
+``reidkit.evaluation``, ``reidkit.config`` and ``reidkit.viz``. Those subpackages are imported here too, so
+``rk.losses.build_loss``, ``rk.engine.Trainer`` or ``rk.config.load_config`` work after ``import reidkit as rk``
+alone. Importing reidkit stays light: the optional extras (wandb, grad-cam, scikit-learn, OpenCV, Jupyter widgets)
+are imported only by the functions that use them (``reidkit.viz``'s modules are imported on their own, e.g.
+``import reidkit.viz.heatmaps``).
 """
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from reidkit import config, data, engine, evaluation, losses, models, viz  # subpackages reached as rk.<name>
 from reidkit.data.datasets import DATASETS, ReIDItem, build_dataset, carve_validation
 from reidkit.data.samplers import DistributedRandomIdentitySampler, RandomIdentitySampler
 from reidkit.data.synthetic import PRESETS as SYNTH_PRESETS
@@ -47,16 +53,23 @@ __all__ = [
     "build_model",
     "build_transforms",
     "carve_validation",
+    "config",
+    "data",
     "default_device",
+    "engine",
     "ensure_synthreid",
     "environment_report",
     "evaluate_features",
     "evaluate_rank",
+    "evaluation",
     "extract_features",
     "fast_mode",
     "generate_synthreid",
+    "losses",
+    "models",
     "pairwise_distance",
     "re_ranking",
     "re_ranking_features",
     "seed_everything",
+    "viz",
 ]

@@ -354,13 +354,34 @@ def _unknown_keys(given: Mapping[str, Any], valid: Sequence[str], prefix: tuple[
         raise _fail(sources, first, f"unknown {what} key(s) {sorted(unknown)}; valid keys: {', '.join(valid)}")
 
 
-def _blame(err: Exception, raw: Mapping[str, Any], prefix: tuple[str, ...], sources: Source | None) -> ConfigError:
-    """Wrap a delegated validator's error, naming the source of the first raw key its message mentions."""
+def _blame(err: Exception, raw: Mapping[str, Any], prefix: tuple[str, ...], sources: Source | None,
+           aliases: Mapping[str, tuple[str, ...]] | None = None) -> ConfigError:
+    """Wrap a delegated validator's error, naming the source (file or override) of the config keys it mentions.
+
+    The keys looked for are ``raw``'s (the section under ``prefix``) and, through ``aliases``, the validator's own
+    argument names for config keys (the scheduler's ``delay_steps`` is ``("schedule", "delay_epochs")``): each alias
+    in the message is first replaced by the key's name (the last part inside ``prefix``, else the dotted path). The
+    message ends ``(from SOURCE)`` when the mentioned keys share one source (the section's source when none is
+    mentioned), else ``(KEY from SOURCE; KEY2 from SOURCE2)`` in the order the message names them.
+    """
     message = str(err)
-    for key in raw:
-        if re.search(rf"\b{re.escape(str(key))}\b", message):
-            return ConfigError(f"{'.'.join(prefix)}: {message} (from {_source_of(sources, (*prefix, str(key)))})")
-    return ConfigError(f"{'.'.join(prefix)}: {message} (from {_source_of(sources, prefix)})")
+    names: dict[str, tuple[str, ...]] = {str(key): (*prefix, str(key)) for key in raw}
+    for alias, path in (aliases or {}).items():
+        name = path[-1] if path[:-1] == prefix else ".".join(path)
+        message = re.sub(rf"\b{re.escape(alias)}\b", name, message)
+        names[name] = path
+    mentioned: dict[tuple[str, ...], tuple[int, str]] = {}
+    for name, path in names.items():
+        found = re.search(rf"\b{re.escape(name)}\b", message)
+        if found and (path not in mentioned or found.start() < mentioned[path][0]):
+            mentioned[path] = (found.start(), name)
+    ordered = sorted(mentioned.items(), key=lambda item: item[1][0])
+    blamed = {name: _source_of(sources, path) for path, (_, name) in ordered}
+    if len(set(blamed.values())) > 1:
+        where = "; ".join(f"{name} from {source}" for name, source in blamed.items())
+    else:
+        where = "from " + next(iter(blamed.values()), _source_of(sources, prefix))
+    return ConfigError(f"{'.'.join(prefix)}: {message} ({where})")
 
 
 def _validate_section(name: str, raw: Mapping[str, Any], sources: Source | None) -> dict[str, Any]:
@@ -502,7 +523,12 @@ def _check_schedule(cfg: dict[str, Any], sources: Source | None) -> None:
     try:
         build_scheduler({"schedule": schedule, "train": cfg["train"]}, opt, iters_per_epoch=1)
     except ValueError as err:
-        raise _blame(err, cfg["schedule"], ("schedule",), sources) from err
+        # The schedulers' messages use their own argument names; here (per epoch, one step per epoch) each is
+        # exactly the config key it comes from, so the message names that key and blames its source.
+        max_epochs = ("schedule", "max_epochs") if schedule["max_epochs"] is not None else ("train", "epochs")
+        aliases = {"warmup_steps": ("schedule", "warmup_epochs"), "delay_steps": ("schedule", "delay_epochs"),
+                   "max_steps": max_epochs}
+        raise _blame(err, cfg["schedule"], ("schedule",), sources, aliases) from err
 
 
 def model_arch_kwargs(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

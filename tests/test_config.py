@@ -168,7 +168,7 @@ def test_bad_values(tmp_path):
         load_config("synth_quick", ["data.batch_size=30"])
     with pytest.raises(ConfigError, match="non-empty loss spec"):
         load_config("synth_quick", ["loss.spec=' '"])
-    with pytest.raises(ConfigError, match="delay_steps.*warmup_steps"):
+    with pytest.raises(ConfigError, match="delay_epochs.*warmup_epochs"):
         load_config("seed_lightmbn_gc_gem", ["schedule.delay_epochs=5"])
     with pytest.raises(ConfigError, match="strictly increasing"):
         load_config("bot_r50", ["schedule.milestones=[70, 40]"])
@@ -214,6 +214,37 @@ def test_only_safe_load(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="cannot parse"):
         load_config("synth_quick", ["train.epochs=!!python/object/apply:os.getcwd []"])
+
+
+def test_schedule_errors_name_the_config_keys_and_blame_the_overrides():
+    from reidkit.config import CONFIG_DIR
+
+    with pytest.raises(ConfigError) as info:
+        load_config("synth_quick", ["schedule.name=warmup_cosine", "schedule.warmup_epochs=5",
+                                    "schedule.delay_epochs=2"])
+    assert str(info.value) == ("schedule: delay_epochs (D = 2) must be >= warmup_epochs (W = 5) "
+                               "(delay_epochs from override 'schedule.delay_epochs=2'; "
+                               "warmup_epochs from override 'schedule.warmup_epochs=5')")
+    # one key from an override, the other from the recipe: each named with its own source
+    with pytest.raises(ConfigError) as info:
+        load_config("seed_lightmbn_gc_gem", ["schedule.max_epochs=20"])
+    recipe = CONFIG_DIR / "seed_lightmbn_gc_gem.yaml"
+    assert str(info.value) == ("schedule: max_epochs (M = 20) must be > delay_epochs (D = 30) "
+                               f"(max_epochs from override 'schedule.max_epochs=20'; delay_epochs from {recipe})")
+    # schedule.max_epochs null: the scheduler's max_steps is train.epochs
+    with pytest.raises(ConfigError) as info:
+        load_config("synth_quick", ["schedule.name=lightmbn_cosine", "train.epochs=2"])
+    assert str(info.value) == ("schedule: train.epochs (E = 2) must be >= warmup_epochs + 2 (W = 1) "
+                               f"(train.epochs from override 'train.epochs=2'; warmup_epochs from "
+                               f"{CONFIG_DIR / 'synth_quick.yaml'})")
+
+
+def test_schedule_error_from_one_file_names_that_file(tmp_path):
+    path = write(tmp_path / "sched.yaml", "schedule: {name: warmup_cosine, warmup_epochs: 5, delay_epochs: 2, "
+                                           "max_epochs: 10}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"schedule: delay_epochs (D = 2) must be >= warmup_epochs (W = 5) (from {path})"
 
 
 def test_validate_config_fills_defaults():

@@ -13,8 +13,8 @@ from reidkit.cli import main
 from reidkit.data.datasets import SynthReID
 from reidkit.data.loaders import build_test_loaders
 from reidkit.data.transforms import build_transforms
-from reidkit.engine.evaluator import EvalReport, evaluate_model
-from reidkit.evaluation import evaluate_rank, extract_features, pairwise_distance, re_ranking_features
+from reidkit.engine.evaluator import EvalReport, evaluate_model, rank_features
+from reidkit.evaluation import Features, evaluate_rank, extract_features, pairwise_distance, re_ranking_features
 from reidkit.models import ReIDModel, build_model
 
 HEIGHT, WIDTH = 64, 32
@@ -143,6 +143,69 @@ def test_bad_arguments_are_clear_errors(model: ReIDModel, dataset: SynthReID, tr
         evaluate_model(model, dataset.query, dataset.gallery, transform=transform, rerank_params={"k1": 5})
     with pytest.raises(ValueError, match="non-empty"):
         evaluate_model(model, [], dataset.gallery, transform=transform)
+
+
+def random_features(num: int, centres: torch.Tensor, seed: int) -> Features:
+    """Features near their identity's centre (noisy enough that the ranking is imperfect); identity ``i % 6``,
+    camera ``(i // 6) % 3`` for item ``i``."""
+    gen = torch.Generator().manual_seed(seed)
+    pids = np.arange(num) % 6
+    feats = centres[torch.from_numpy(pids)] + 0.9 * torch.randn(num, centres.shape[1], generator=gen)
+    return Features(feats, pids.astype(np.int64), ((np.arange(num) // 6) % 3).astype(np.int64),
+                    [f"{seed}_{i}.jpg" for i in range(num)])
+
+
+@pytest.fixture(scope="module")
+def small_problem() -> tuple[Features, Features]:
+    """12 query and 30 gallery random features of 6 identities, D = 8."""
+    centres = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    query = random_features(12, centres, seed=1)
+    gallery = random_features(30, centres, seed=2)
+    return query, gallery
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_rank_features_equals_distances_then_evaluate_rank(small_problem: tuple[Features, Features],
+                                                           metric: str) -> None:
+    qf, gf = small_problem
+    expected = evaluate_rank(pairwise_distance(qf.features, gf.features, metric), qf.pids, gf.pids, qf.camids,
+                             gf.camids, max_rank=10)
+    assert 0.1 < expected.mAP < 0.95  # a ranking with hits and misses, so equality means something
+    assert_same_result(rank_features(qf, gf, metric=metric, max_rank=10), expected)
+    assert_same_result(rank_features(qf, gf, metric=metric, max_rank=10, chunk_size=5), expected)  # 3 blocks
+    assert len(rank_features(qf, gf, metric=metric, max_rank=7).cmc) == 7
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_rank_features_with_rerank_equals_re_ranking_features(small_problem: tuple[Features, Features],
+                                                              metric: str) -> None:
+    qf, gf = small_problem
+    dist = re_ranking_features(qf.features, gf.features, k1=4, k2=2, lambda_value=0.2, metric=metric)
+    expected = evaluate_rank(dist, qf.pids, gf.pids, qf.camids, gf.camids, max_rank=10)
+    plain = evaluate_rank(pairwise_distance(qf.features, gf.features, metric), qf.pids, gf.pids, qf.camids,
+                          gf.camids, max_rank=10)
+    assert not np.array_equal(expected.ap, plain.ap)  # re-ranking changes this problem's ranking
+    got = rank_features(qf, gf, metric=metric, rerank=True, rerank_params={"k1": 4, "k2": 2, "lambda_value": 0.2},
+                        max_rank=10)
+    assert_same_result(got, expected)
+    config_names = {"rerank_k1": 4, "rerank_k2": 2, "rerank_lambda": 0.2}  # the config's eval keys
+    assert_same_result(rank_features(qf, gf, metric=metric, rerank=True, rerank_params=config_names, max_rank=10),
+                       expected)
+    defaults = re_ranking_features(qf.features, gf.features, k1=20, k2=6, lambda_value=0.3, metric=metric)
+    assert_same_result(rank_features(qf, gf, metric=metric, rerank=True),
+                       evaluate_rank(defaults, qf.pids, gf.pids, qf.camids, gf.camids))
+
+
+def test_rank_features_bad_arguments_are_clear_errors(small_problem: tuple[Features, Features]) -> None:
+    qf, gf = small_problem
+    with pytest.raises(ValueError, match="unknown metric 'l1'; valid: euclidean, cosine"):
+        rank_features(qf, gf, metric="l1")
+    with pytest.raises(ValueError, match="rerank_params given but rerank=False"):
+        rank_features(qf, gf, rerank_params={"k1": 5})
+    with pytest.raises(ValueError, match="k1 must be a positive integer, got 0"):
+        rank_features(qf, gf, rerank=True, rerank_params={"k1": 0})
+    with pytest.raises(ValueError, match="lambda_value must be a number in \\[0, 1\\], got 1.5"):
+        rank_features(qf, gf, rerank=True, rerank_params={"lambda_value": 1.5})
 
 
 def write_checkpoint(path: Path, model: ReIDModel) -> Path:

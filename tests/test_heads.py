@@ -407,3 +407,26 @@ def test_gradcheck_float64_circle() -> None:
     (s * alpha * (frozen - delta)).sum().backward()
     torch.testing.assert_close(cos.grad, frozen.grad)
     torch.testing.assert_close(circle_logits(cos0, targets, s, m), s * alpha * (cos0 - delta))
+
+
+# ============================================================================================ torch.compile
+@pytest.mark.parametrize("name", sorted(HEADS))
+def test_training_forward_compiles_to_one_graph_and_eager_still_checks_the_range(name: str) -> None:
+    """The targets' range check (a Python read-back) is skipped while torch.compile traces: one graph, no break."""
+    graphs: list[torch.fx.GraphModule] = []
+
+    def counting_backend(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]):  # noqa: ANN202
+        graphs.append(gm)
+        return gm.forward
+
+    head = build_head(name, 8, 5).train()
+    f, targets = torch.randn(4, 8), torch.tensor([0, 1, 4, 2])
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(head, backend=counting_backend, fullgraph=True)
+        torch.testing.assert_close(compiled(f, targets), head(f, targets), rtol=0, atol=0)
+    finally:
+        torch._dynamo.reset()
+    assert len(graphs) == 1
+    with pytest.raises(ValueError, match=r"class indices in \[0, 5\), got values in \[0, 5\]"):
+        head(f, torch.tensor([0, 1, 5, 2]))  # eager: the clear error

@@ -1,8 +1,10 @@
 """The install paths stay consistent: README commands, environment.yml, pyproject extras, CI script."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -75,3 +77,18 @@ def test_ci_script_runs_the_readme_commands() -> None:
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout.splitlines()
     assert out == readme_bash_blocks()[:2]
+
+
+def test_import_reidkit_reaches_the_subpackages_without_the_heavy_extras() -> None:
+    """``import reidkit as rk`` alone gives ``rk.losses``, ``rk.engine``, ``rk.config``, ... (in a fresh interpreter,
+    where nothing else imported them first) and pulls in none of the optional extras."""
+    code = """
+import json, sys
+import reidkit as rk
+reached = [rk.losses.build_loss, rk.engine.Trainer, rk.engine.evaluate_model, rk.config.load_config,
+           rk.data.build_train_loader, rk.models.build_model, rk.evaluation.evaluate_rank, rk.viz]
+heavy = ("wandb", "pytorch_grad_cam", "sklearn", "cv2", "ipywidgets", "jupyter_client")
+print(json.dumps({"reached": len(reached), "heavy": [m for m in heavy if m in sys.modules]}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1]) == {"reached": 8, "heavy": []}

@@ -4,7 +4,7 @@ the run log and its sinks, learning-rate schedulers and model evaluation."""
 from reidkit.engine.checkpoint import load_checkpoint, save_checkpoint
 from reidkit.engine.distributed import DistContext, distributed_session
 from reidkit.engine.ema import ModelEMA
-from reidkit.engine.evaluator import EvalReport, evaluate_model
+from reidkit.engine.evaluator import EvalReport, evaluate_model, rank_features
 from reidkit.engine.loggers import LogSinks, MetricsTable, build_loggers
 from reidkit.engine.run import Run, build_run, train_from_config, train_run
 from reidkit.engine.run_log import RunLog, read_run_log
@@ -30,6 +30,7 @@ __all__ = [
     "Run",
     "RunLog",
     "Trainer",
+    "rank_features",
     "WarmupCosineAnnealingLR",
     "WarmupMultiStepLR",
     "build_center_optimizer",

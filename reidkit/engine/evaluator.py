@@ -5,9 +5,10 @@
 1. features of every query and gallery image (:func:`~reidkit.evaluation.extract_features`: eval mode, restored
    afterwards; optional flip test-time augmentation, the mean of the image's and its mirror's feature taken
    before any normalisation; optional L2 normalisation);
-2. without re-ranking, :func:`~reidkit.evaluation.evaluate_features` (distances in blocks of query rows, so
-   galleries of any size fit); with ``rerank=True``, :func:`~reidkit.evaluation.re_ranking_features` (k-reciprocal
-   re-ranking, Zhong et al., CVPR 2017) then :func:`~reidkit.evaluation.evaluate_rank`;
+2. :func:`rank_features` (also behind the trainer's validation): without re-ranking,
+   :func:`~reidkit.evaluation.evaluate_features` (distances in blocks of query rows, so galleries of any size fit);
+   with ``rerank=True``, :func:`~reidkit.evaluation.re_ranking_features` (k-reciprocal re-ranking, Zhong et al.,
+   CVPR 2017) then :func:`~reidkit.evaluation.evaluate_rank`;
 3. an :class:`EvalReport`: the :class:`~reidkit.evaluation.RankResult`, the settings used and the split sizes, with
    :meth:`EvalReport.to_dict` (JSON-ready fractions) and :meth:`EvalReport.summary` (one line in percent).
 
@@ -36,7 +37,7 @@ from reidkit.evaluation import (
     re_ranking_features,
 )
 
-__all__ = ["METRICS", "RERANK_DEFAULTS", "EvalReport", "evaluate_model", "resolve_normalize"]
+__all__ = ["METRICS", "RERANK_DEFAULTS", "EvalReport", "evaluate_model", "rank_features", "rerank_parameters", "resolve_normalize"]
 
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
 """Distances :func:`evaluate_model` accepts."""
@@ -136,7 +137,7 @@ def resolve_normalize(normalize: bool | None, metric: str) -> bool:
     return bool(normalize)
 
 
-def _check_rerank_params(params: Mapping[str, Any] | None) -> dict[str, float]:
+def rerank_parameters(params: Mapping[str, Any] | None) -> dict[str, float]:
     """The re-ranking parameters: defaults updated by ``params`` (keys ``k1``, ``k2``, ``lambda_value``; ``lambda``
     and ``rerank_lambda`` / ``rerank_k1`` / ``rerank_k2`` accepted as aliases, as in the config's ``eval``)."""
     aliases = {"k1": "k1", "k2": "k2", "lambda_value": "lambda_value", "lambda": "lambda_value",
@@ -155,6 +156,60 @@ def _check_rerank_params(params: Mapping[str, Any] | None) -> dict[str, float]:
         raise ValueError(f"re-ranking lambda_value must be a number in [0, 1], got {lam!r}")
     out["lambda_value"] = float(lam)
     return out
+
+
+def _check_metric_and_rerank(metric: str, rerank: bool, rerank_params: Mapping[str, Any] | None
+                             ) -> dict[str, float] | None:
+    """The checked re-ranking parameters (``None`` without re-ranking); a clear error for a bad combination."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+    if rerank_params is not None and not rerank:
+        raise ValueError("rerank_params given but rerank=False; pass rerank=True to re-rank")
+    return rerank_parameters(rerank_params) if rerank else None
+
+
+def rank_features(
+    query: Features,
+    gallery: Features,
+    *,
+    metric: str = "euclidean",
+    rerank: bool = False,
+    rerank_params: Mapping[str, Any] | None = None,
+    max_rank: int = 50,
+    device: torch.device | str | None = None,
+    chunk_size: int | None = None,
+) -> RankResult:
+    """CMC / mAP / mINP of ``query`` against ``gallery`` features (Market-1501 protocol, standard AP): the step of
+    :func:`evaluate_model` and of the trainer's validation after feature extraction.
+
+    The features are used as given (flip averaging and L2 normalisation belong to the extraction,
+    :func:`~reidkit.evaluation.extract_features`). Without re-ranking this is
+    ``evaluate_rank(pairwise_distance(qf, gf, metric), ...)`` computed in blocks of ``chunk_size`` query rows
+    (:func:`~reidkit.evaluation.evaluate_features`); with ``rerank=True`` it is
+    ``evaluate_rank(re_ranking_features(qf, gf, k1, k2, lambda_value, metric), ...)`` (k-reciprocal re-ranking,
+    Zhong et al., CVPR 2017; ``chunk_size`` unused there).
+
+    Args:
+        query, gallery: :class:`~reidkit.evaluation.Features` of the two splits.
+        metric: ``"euclidean"`` (squared) or ``"cosine"`` (1 - cos).
+        rerank: re-rank the distances (CPU NumPy/Numba path unless ``device`` is a GPU).
+        rerank_params: ``{"k1": 20, "k2": 6, "lambda_value": 0.3}`` by default (only with ``rerank``; the config's
+            names ``rerank_k1`` / ``rerank_k2`` / ``rerank_lambda`` are accepted too).
+        max_rank: length of the CMC curve.
+        device: where the distances are computed (default: the features' device).
+        chunk_size: query rows per block of distances without re-ranking (default: 256 MiB blocks).
+
+    Raises:
+        ValueError: an unknown metric, ``rerank_params`` without ``rerank``, bad re-ranking parameters.
+    """
+    params = _check_metric_and_rerank(metric, rerank, rerank_params)
+    if params is None:
+        return evaluate_features(query.features, gallery.features, query.pids, gallery.pids, query.camids,
+                                 gallery.camids, metric=metric, chunk_size=chunk_size, max_rank=max_rank,
+                                 device=device)
+    distmat = re_ranking_features(query.features, gallery.features, k1=int(params["k1"]), k2=int(params["k2"]),
+                                  lambda_value=params["lambda_value"], metric=metric, device=device)
+    return evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids, max_rank=max_rank)
 
 
 def evaluate_model(
@@ -199,11 +254,7 @@ def evaluate_model(
     """
     from reidkit.data.loaders import build_test_loaders
 
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-    if rerank_params is not None and not rerank:
-        raise ValueError("rerank_params given but rerank=False; pass rerank=True to re-rank")
-    params = _check_rerank_params(rerank_params) if rerank else None
+    params = _check_metric_and_rerank(metric, rerank, rerank_params)  # before the (slow) feature extraction
     if len(query) == 0 or len(gallery) == 0:
         raise ValueError(f"evaluate_model needs a non-empty query and gallery, got {len(query)} query and "
                          f"{len(gallery)} gallery images")
@@ -211,13 +262,8 @@ def evaluate_model(
     q_loader, g_loader = build_test_loaders(query, gallery, transform, batch_size=batch_size, workers=workers)
     qf: Features = extract_features(model, q_loader, flip=flip, normalize=norm, device=device, progress=progress)
     gf: Features = extract_features(model, g_loader, flip=flip, normalize=norm, device=device, progress=progress)
-    if params is None:
-        result = evaluate_features(qf.features, gf.features, qf.pids, gf.pids, qf.camids, gf.camids,
-                                   metric=metric, chunk_size=chunk_size, max_rank=max_rank, device=device)
-    else:
-        distmat = re_ranking_features(qf.features, gf.features, k1=int(params["k1"]), k2=int(params["k2"]),
-                                      lambda_value=params["lambda_value"], metric=metric, device=device)
-        result = evaluate_rank(distmat, qf.pids, gf.pids, qf.camids, gf.camids, max_rank=max_rank)
+    result = rank_features(qf, gf, metric=metric, rerank=rerank, rerank_params=params, max_rank=max_rank,
+                           device=device, chunk_size=chunk_size)
     return EvalReport(result=result, metric=metric, flip=bool(flip), normalize=norm, rerank=bool(rerank),
                       rerank_params=params, num_query=len(qf.pids), num_gallery=len(gf.pids),
                       feature_dim=int(qf.features.shape[1]))

@@ -126,18 +126,12 @@ class EvalSettings:
         return resolve_normalize(self.normalize, self.metric)
 
     def rank(self, query: Features, gallery: Features, device: torch.device | str | None = None) -> RankResult:
-        """CMC / mAP / mINP of ``query`` against ``gallery`` features (distances or re-ranked distances)."""
-        from reidkit.engine.evaluator import _check_rerank_params
-        from reidkit.evaluation import evaluate_features, evaluate_rank, re_ranking_features
+        """CMC / mAP / mINP of ``query`` against ``gallery`` features (distances or re-ranked distances), by
+        :func:`~reidkit.engine.evaluator.rank_features` with these settings."""
+        from reidkit.engine.evaluator import rank_features
 
-        if not self.rerank:
-            return evaluate_features(query.features, gallery.features, query.pids, gallery.pids, query.camids,
-                                     gallery.camids, metric=self.metric, max_rank=self.max_rank, device=device)
-        p = _check_rerank_params(self.rerank_params)
-        distmat = re_ranking_features(query.features, gallery.features, k1=int(p["k1"]), k2=int(p["k2"]),
-                                      lambda_value=p["lambda_value"], metric=self.metric, device=device)
-        return evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids,
-                             max_rank=self.max_rank)
+        return rank_features(query, gallery, metric=self.metric, rerank=self.rerank,
+                             rerank_params=self.rerank_params, max_rank=self.max_rank, device=device)
 
 
 def build_center_optimizer(loss: nn.Module, lr: float) -> torch.optim.SGD | None:

@@ -52,7 +52,13 @@ ACOS_EPS = 1e-7
 # logit transforms (pure functions of the similarity matrix)
 # --------------------------------------------------------------------------------------------------------------
 def _check_targets(targets: torch.Tensor, logits: torch.Tensor, check_range: bool = True) -> torch.Tensor:
-    """Targets as a (B, 1) int64 index tensor; a clear error for wrong shape, dtype or range."""
+    """Targets as a (B, 1) int64 index tensor; a clear error for wrong shape, dtype or range.
+
+    The range check reads the targets' min and max back to Python (a device sync, and a graph break under
+    ``torch.compile``), so it runs in eager mode only: it is skipped while ``torch.compile`` traces
+    (``torch.compiler.is_compiling()``) and the compiled forward stays one graph. The shape and dtype checks are
+    static and always run.
+    """
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a tensor of class indices, got {type(targets).__name__}")
     if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
@@ -61,7 +67,7 @@ def _check_targets(targets: torch.Tensor, logits: torch.Tensor, check_range: boo
         raise ValueError(f"targets must have shape ({logits.shape[0]},) to match the logits "
                          f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
     num_classes = logits.shape[1]
-    if check_range and targets.numel() > 0:
+    if check_range and targets.numel() > 0 and not torch.compiler.is_compiling():
         lo, hi = (int(v) for v in torch.aminmax(targets))
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"targets must be class indices in [0, {num_classes}), got values in [{lo}, {hi}]"
@@ -154,6 +160,8 @@ class ClassifierHead(nn.Module):
 
     ``forward(features, targets=None) -> logits``: (B, D) features (a (B, D, 1, 1) map is flattened) to (B, K)
     logits. Margin logits only when ``self.training`` and ``targets`` is given; otherwise ``scale · similarity``.
+    ``check_targets``: a clear error for targets outside [0, K) in eager mode (skipped inside ``torch.compile``,
+    where reading them back would break the graph).
     """
 
     #: the logit multiplier of the plain (eval) logits

@@ -29,12 +29,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from reidkit.data.datasets.base import ReIDItem
+from reidkit.engine.evaluator import rerank_parameters
 from reidkit.evaluation import pairwise_distance, re_ranking_features
 from reidkit.evaluation.distances import METRICS, as_feature_tensor
 from reidkit.viz.retrieval import per_query_metrics, ranked_list, ranked_rows_figure
 
 #: k-reciprocal re-ranking parameters used when none are given (those of the paper and of ``evaluate_model``).
-DEFAULT_RERANK_PARAMS: dict[str, float] = {"k1": 20, "k2": 6, "lambda_value": 0.3}
 #: CSS class of each control, the image and the label (for browser tests of a live notebook).
 CSS_CLASSES: dict[str, str] = {
     "browser": "rk-retrieval",
@@ -72,18 +72,6 @@ class RetrievalBrowserState:
             raise ValueError(f"rerank must be True or False, got {self.rerank!r}")
 
 
-def _check_rerank_params(params: Mapping[str, Any] | None) -> dict[str, float]:
-    merged = dict(DEFAULT_RERANK_PARAMS)
-    if params is None:
-        return merged
-    unknown = sorted(str(key) for key in params if key not in DEFAULT_RERANK_PARAMS)
-    if unknown:
-        raise ValueError(f"unknown re-ranking parameter(s) {', '.join(unknown)}; valid: "
-                         f"{', '.join(DEFAULT_RERANK_PARAMS)}")
-    merged.update(params)
-    return merged
-
-
 class RetrievalCache:
     """Features and items of one query/gallery split, and the distances of each ``(metric, rerank)`` setting.
 
@@ -119,7 +107,7 @@ class RetrievalCache:
         self.q_camids = np.array([item.camid for item in self.query_items], dtype=np.int64)
         self.g_pids = np.array([item.pid for item in self.gallery_items], dtype=np.int64)
         self.g_camids = np.array([item.camid for item in self.gallery_items], dtype=np.int64)
-        self.rerank_params = _check_rerank_params(rerank_params)
+        self.rerank_params = rerank_parameters(rerank_params)
         self.computed: list[tuple[str, bool]] = []
         self._distances: dict[tuple[str, bool], np.ndarray] = {}
         self._metrics: dict[tuple[str, bool], tuple[np.ndarray, np.ndarray]] = {}
