@@ -1,6 +1,8 @@
 """Heatmap explorer: the pure render function and the widget wiring, headless (no kernel, no browser)."""
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +118,7 @@ def test_setting_widget_values_updates_state_picture_and_label(model: torch.nn.M
     assert state.target == "distance" and "target: distance" in label.value and state.renders == 6
     pngs.add(state.png)
     state.controls["query"].value = 2
-    assert state.query_index == 2 and label.value == state.label and label.value.startswith("query 2 (id")
+    assert state.query_index == 2 and label.value == html.escape(state.label) and label.value.startswith("query 2 (id")
     pngs.add(state.png)
     assert len(pngs) == 6  # every change drew another picture
     fresh = render_heatmap_pair(HeatmapExplorerState(2, 5, "gradcam++", "backbone.layer3.1", "distance"),

@@ -5,6 +5,8 @@
 * :func:`augmentation_grid` — several images × several seeds (+ the resized original) tiled into one array.
 * :func:`augmentation_preview` — sliders / checkboxes / a resample button; observers only read the widget values,
   call the pure functions and store the result in a :class:`PreviewState`, so it is testable without a kernel.
+  Every element carries a CSS class from :func:`css_class` (``rk-augment-<param>``, ``rk-augment-image``, ...)
+  so a browser test can find it.
 """
 from __future__ import annotations
 
@@ -274,7 +276,7 @@ _CONTROL_LABELS: dict[str, str] = {
     "cutout": "cutout",
     "cutout_p": "cutout p",
     "cutout_size": "cutout size (px)",
-    "seed_parity": "seed-parity fills (CIFAR means in normalised space, LGT last)",
+    "seed_parity": "seed-parity fills (CIFAR mean, LGT last)",
 }
 
 
@@ -320,6 +322,15 @@ def _build_controls(params: AugmentationParams) -> dict[str, Any]:
     }
 
 
+def css_class(part: str) -> str:
+    """The CSS class of one preview element (``rk-augment-erasing-p``, ``rk-augment-image``, ...).
+
+    Browser tests and custom stylesheets find the preview's widgets by these classes: one per control
+    (the parameter name with ``_`` → ``-``), plus ``image``, ``seeds``, ``status`` and ``resample``.
+    """
+    return "rk-augment-" + part.replace("_", "-")
+
+
 def params_from_controls(controls: Mapping[str, Any], base: AugmentationParams) -> AugmentationParams:
     """Read the widget values into a new :class:`AugmentationParams` (fields without a control come from ``base``)."""
     return dataclasses.replace(base, **{name: widget.value for name, widget in controls.items()})
@@ -346,7 +357,7 @@ def augmentation_preview(
     base = as_params(params)
     state = PreviewState(params=base, seed=int(seed), num_samples=num_samples)
     state.controls = _build_controls(base)
-    output = w.Image(format="png")
+    output = w.Image(format="png", layout=w.Layout(align_self="flex-start"))  # natural size, not stretched
     seed_label = w.Label()
     status = w.HTML()
     button = w.Button(description="resample", tooltip="draw new samples (next seeds)", icon="refresh")
@@ -377,8 +388,13 @@ def augmentation_preview(
         state.seed += state.num_samples
         refresh()
 
-    for control in state.controls.values():
+    for name, control in state.controls.items():
+        control.add_class(css_class(name))
         control.observe(on_change, names="value")
+    output.add_class(css_class("image"))
+    seed_label.add_class(css_class("seeds"))
+    status.add_class(css_class("status"))
+    button.add_class(css_class("resample"))
     button.on_click(on_resample)
     state.resample_button = button
     refresh()
@@ -389,4 +405,5 @@ def augmentation_preview(
     occlusion = w.VBox([c["lgt"], c["lgt_p"], c["erasing"], c["erasing_p"], c["erasing_scale_max"], c["cutout"],
                         c["cutout_p"], c["cutout_size"], c["seed_parity"]])
     widget = w.VBox([w.HBox([geometry, occlusion]), w.HBox([button, seed_label]), output, status])
+    widget.add_class("rk-augment")
     return widget, state

@@ -18,6 +18,8 @@ Each control carries a CSS class for browser tests: ``rk-heatmap-query``, ``rk-h
 """
 from __future__ import annotations
 
+import html
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -313,8 +315,8 @@ def heatmap_explorer(
         "layer": w.Dropdown(options=layer_options, value=default_layer, description="layer", style=style),
         "target": w.Dropdown(options=list(TARGETS), value=target, description="target", style=style),
     }
-    picture = w.Image(format="png")
-    label = w.Label()
+    picture = w.Image(format="png", layout=w.Layout(align_self="flex-start"))  # natural size, not stretched
+    label = w.HTML()  # wraps at the notebook's width (a Label cuts long text off)
     for name, widget in (*state.controls.items(), ("image", picture), ("label", label)):
         widget.add_class(CSS_CLASSES[name])
 
@@ -328,14 +330,14 @@ def heatmap_explorer(
             rendered = render_heatmap_pair(state, source, alpha=alpha)
         except (ValueError, RuntimeError) as err:  # a selection that cannot be drawn: keep the picture, say why
             state.error = str(err)
-            label.value = f"cannot draw: {state.error}"
+            label.value = html.escape(f"cannot draw: {state.error}")
             return
         state.error = None
         state.image, state.png, state.label = rendered.image, rendered.png, rendered.label
         state.pair, state.negative_index = rendered.pair, rendered.negative_index
         state.renders += 1
         picture.value = rendered.png
-        label.value = rendered.label
+        label.value = html.escape(rendered.label)
 
     for control in state.controls.values():
         control.observe(lambda _change: refresh(), names="value")

@@ -244,7 +244,7 @@ def retrieval_browser(
                              indent=False),
     }
     browser = RetrievalBrowser(state=state, cache=cache, controls=controls,
-                               image=w.Image(format="png"), label=w.Label())
+                               image=w.Image(format="png", layout=w.Layout(align_self="flex-start")), label=w.Label())
     for name, widget in [*controls.items(), ("image", browser.image), ("label", browser.label)]:
         widget.add_class(CSS_CLASSES[name])
 
