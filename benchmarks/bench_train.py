@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --device cuda --matrix       # CUDA defaults: resnet50, 256x128, batch 64;
                                                                   # fp32 against bf16 + channels_last
     python benchmarks/bench_train.py --device cuda --amp fp16 --channels-last --arch resnet50_ibn_a --steps 100
+    python benchmarks/bench_train.py --device cuda --matrix --no-cudnn-benchmark  # cuDNN's default algorithms
 
 Three measurements per setting, each in images per second (batch size × timed steps / seconds):
 
@@ -20,8 +21,9 @@ Three measurements per setting, each in images per second (batch size × timed s
 ``trainer / bare`` shows what the data pipeline and the bookkeeping cost. When the loader alone is faster than the
 bare loop and the trainer is still slower than the bare loop, the loss is not the loader's speed but what runs
 beside it: the trainer's per-step work (synchronisation, logging), host-to-device copies, or loader workers taking
-cores from the main process. CUDA is synchronised at both ends of every timed window. ``--cudnn-benchmark`` turns on
-cuDNN's per-shape algorithm search (reidkit leaves it off).
+cores from the main process. CUDA is synchronised at both ends of every timed window. cuDNN's per-shape algorithm
+search follows the recipe's ``train.cudnn_benchmark`` (on by default; the trainer sets it on CUDA, for the bare loop
+too, which is built by the same ``build_run``); ``--cudnn-benchmark`` / ``--no-cudnn-benchmark`` override it.
 """
 from __future__ import annotations
 
@@ -91,6 +93,8 @@ def run_config(args: argparse.Namespace, setting: Setting) -> dict[str, Any]:
         f"train.channels_last={setting.channels_last}", "train.epochs=100000", "train.checkpoint_every=100000",
         "train.val_ids=0", "train.seed=0", "log.progress=false", "log.wandb_mode=disabled",
     ]
+    if args.cudnn_benchmark is not None:
+        overrides.append(f"train.cudnn_benchmark={args.cudnn_benchmark}")
     if setting.amp != "off":
         overrides.append(f"train.amp_dtype={setting.amp}")
     if "table" in SCHEMA["log"]:  # the per-epoch metrics table would interleave with this script's own table
@@ -220,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="timed steps (default 30 on CPU, 50 on CUDA)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 3 on CPU, 10 on CUDA)")
     parser.add_argument("--workers", type=int, help="loader processes (default 2 on CPU, 8 on CUDA)")
-    parser.add_argument("--cudnn-benchmark", action="store_true",
-                        help="torch.backends.cudnn.benchmark = True (cuDNN times its algorithms per input shape)")
+    parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+                        help="train.cudnn_benchmark: cuDNN times its algorithms per input shape "
+                             "(default: the recipe's value, on)")
     parser.add_argument("--preset", default="small", help="SynthReID preset trained on (default small)")
     parser.add_argument("--config", default="synth_quick", help="recipe the trainer is built from")
     args = parser.parse_args(argv)
@@ -243,12 +248,12 @@ def main(argv: list[str] | None = None) -> int:
                 else [Setting(args.amp, args.channels_last)])
 
     device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     print(describe_machine(device))
     height, width = args.size
+    cudnn_benchmark = run_config(args, settings[0])["train"]["cudnn_benchmark"]
     print(f"{args.arch} at {height}x{width}, batch {args.batch_size} (P×K {args.batch_size // 4}×4), "
           f"recipe {args.config} on SynthReID {args.preset}, {args.workers} loader workers, device {args.device}"
-          + (", cudnn.benchmark on" if args.cudnn_benchmark else ""))
+          + (f", cudnn.benchmark {'on' if cudnn_benchmark else 'off'}" if device.type == "cuda" else ""))
     print(f"timed: {args.steps} steps after {args.warmup} warm-up steps; images/s = batch × steps / seconds\n")
 
     results = []

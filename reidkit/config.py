@@ -135,6 +135,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "freeze_modules": _Key(["backbone"], "list"),
         "freeze_bn_stats": _Key(True, "bool"),         # seed: false (BN statistics keep updating)
         "sync_bn": _Key(False, "bool"),                # SyncBatchNorm across torchrun processes (CUDA/NCCL only)
+        "cudnn_benchmark": _Key(True, "bool"),         # CUDA only: cuDNN times its conv algorithms per input shape
         "seed": _Key(0, "int", nullable=True),         # null: no seeding (the seed's recipes)
         "val_ids": _Key(0, "int"),                     # identities carved from train for model selection
         "select_on": _Key("val", "str", ("val", "test", "last")),

@@ -111,10 +111,11 @@ def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(first_run: Pa
         assert torch.equal(value, resumed[key]), key
 
 
-def test_config_reaches_eval_settings_center_optimizer_freeze_compile_and_loggers(synthreid_tiny: Path,
-                                                                                 tmp_path: Path) -> None:
+def test_config_reaches_eval_settings_center_optimizer_freeze_compile_and_loggers(
+        synthreid_tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 
+    from reidkit.engine import trainer as trainer_module
     from reidkit.engine.distributed import DistContext
     from reidkit.engine.loggers import LogSinks, MetricsTable
     from reidkit.engine.run import _build_log, build_run
@@ -123,10 +124,15 @@ def test_config_reaches_eval_settings_center_optimizer_freeze_compile_and_logger
 
     cfg = load_config("synth_quick", [f"data.root={synthreid_tiny}", *SMALL, "eval.flip=true", "eval.rerank=true",
                                       "loss.spec=ce + triplet + 0.0005*center", "train.freeze_iters=3",
-                                      "train.compile=true", "train.compile_backend=eager"])
+                                      "train.compile=true", "train.compile_backend=eager",
+                                      "train.cudnn_benchmark=false"])
+    cudnn_calls: list[tuple[str, bool]] = []
+    monkeypatch.setattr(trainer_module, "_configure_cudnn", lambda device, benchmark: cudnn_calls.append(
+        (device.type, benchmark)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # compile / freeze_iters are applied now: no "not applied" warning
         run = build_run(cfg, tmp_path / "run")
+    assert cudnn_calls == [("cpu", False)]  # train.cudnn_benchmark with the run's device (the flag: test_trainer)
     trainer = run.trainer
     assert trainer.eval_settings == EvalSettings(metric="cosine", normalize=True, flip=True, rerank=True,
                                                  rerank_params={"k1": 20, "k2": 6, "lambda_value": 0.3})
@@ -134,6 +140,8 @@ def test_config_reaches_eval_settings_center_optimizer_freeze_compile_and_logger
     (group,) = run.center_optimizer.param_groups
     assert group["lr"] == 0.5 and group["loss_weight"] == pytest.approx(5e-4) and group["momentum"] == 0.0
     assert trainer.freeze_iters == 3 and trainer.compiled
+    assert load_config("synth_quick")["train"]["cudnn_benchmark"] is True  # on by default (CUDA only)
+    assert trainer.cudnn_benchmark is False  # the key reached the trainer
     assert isinstance(trainer.log, LogSinks)
     assert [type(s) for s in trainer.log.sinks] == [RunLog, MetricsTable]
     trainer.close()

@@ -18,8 +18,16 @@ from reidkit.engine.checkpoint import load_checkpoint
 from reidkit.engine.ema import ModelEMA
 from reidkit.engine.run_log import read_run_log
 from reidkit.engine.schedulers import WarmupMultiStepLR
-from reidkit.engine.trainer import EvalSettings, NonFiniteLossError, Trainer, build_center_optimizer
+from reidkit.engine.trainer import (
+    EvalSettings,
+    NonFiniteLossError,
+    Trainer,
+    _configure_cudnn,
+    _PendingStep,
+    build_center_optimizer,
+)
 from reidkit.losses import build_loss
+from reidkit.losses.combined import LossOutput
 from reidkit.models.reid_model import ReIDOutput, build_model
 from reidkit.runtime import seed_everything
 
@@ -235,8 +243,8 @@ def toy_trainer(batches: list[dict[str, torch.Tensor]], out_dir: Path, lr: float
     torch.manual_seed(0)
     model = ToyModel(kwargs.pop("nan_after", None))
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-    return Trainer(model, build_loss("ce"), optimizer, None, ListLoader(batches), out_dir=out_dir, device="cpu",
-                   progress=False, **kwargs)
+    return Trainer(model, build_loss("ce"), optimizer, None, ListLoader(batches), out_dir=out_dir,
+                   device=kwargs.pop("device", "cpu"), progress=False, **kwargs)
 
 
 def test_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
@@ -517,3 +525,123 @@ def test_mid_epoch_resume_needs_the_same_number_of_processes(tmp_path: Path) -> 
     save_checkpoint({**state, "world_size": 2, "batch_in_epoch": 0}, tmp_path / "epoch_end.pt")
     other.resume(tmp_path / "epoch_end.pt")  # an epoch boundary resumes on any number of processes
     other.close()
+
+
+# ------------------------------------------------------------------------------ host reads of the step loop
+
+
+class PlainCrossEntropy(nn.Module):
+    """Cross-entropy without the label range check of reidkit's losses (which reads the labels' range back), so that
+    every host read left in a step is the trainer's."""
+
+    def forward(self, output: ReIDOutput, targets: torch.Tensor) -> LossOutput:
+        total = nn.functional.cross_entropy(output.logits, targets)
+        return LossOutput(total, {"ce": total.detach(), "total": total.detach()})
+
+
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
+"""The tensor methods that copy a value to Python (a device synchronisation on CUDA)."""
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+@pytest.mark.parametrize("options, expected", [
+    # step N is read once, after step N + 1 was taken; the last step of an epoch at the epoch's end
+    ({"log_every": 1000}, [(1, 2), (2, 3), (3, 4), (4, 5), (5, 5), (6, 7), (7, 8), (8, 9), (9, 10), (10, 10)]),
+    # logging reads nothing earlier; a checkpoint reads every pending step before it is written
+    ({"log_every": 1, "checkpoint_every_steps": 2},
+     [(1, 2), (2, 2), (3, 4), (4, 4), (5, 5), (6, 6), (7, 8), (8, 8), (9, 10), (10, 10)]),
+])
+def test_steps_are_read_back_one_step_late_and_only_through_pending_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, options: dict[str, Any],
+        expected: list[tuple[int, int]]) -> None:
+    torch.manual_seed(0)
+    model = ToyModel()
+    trainer = Trainer(model, PlainCrossEntropy(), torch.optim.SGD(model.parameters(), lr=0.1), None,
+                      ListLoader(toy_batches([4] * 5)), out_dir=tmp_path, device=device, progress=False,
+                      clip_grad_norm=10.0, ema_decay=0.9, **options)
+    reads: list[str] = []  # host reads of tensors outside _PendingStep.result
+    results: list[tuple[int, int]] = []  # (the step read back, the steps taken when it was read)
+    buffers: list[tuple[bool, bool]] = []  # (values pinned, an event to wait on)
+    in_result = False
+    original_result = _PendingStep.result
+
+    def counted_result(pending: _PendingStep) -> Any:
+        nonlocal in_result
+        results.append((pending.step, trainer.step))
+        buffers.append((pending.values.is_pinned(), pending.event is not None))
+        in_result = True
+        try:
+            return original_result(pending)
+        finally:
+            in_result = False
+
+    def counting(name: str) -> Any:
+        original = getattr(torch.Tensor, name)
+
+        def read(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if not in_result:
+                reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
+    monkeypatch.setattr(_PendingStep, "result", counted_result)
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    if device == "cuda":
+        monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: reads.append("torch.cuda.synchronize"))
+    assert float(torch.ones(())) == 1.0 and torch.ones(()) and reads == ["__float__", "__bool__"]  # seen
+    reads.clear()
+    trainer.fit(2)
+    monkeypatch.undo()
+    trainer.close()
+    assert reads == [] and results == expected
+    assert buffers == [(device == "cuda", device == "cuda")] * len(expected)  # pinned copies and events on CUDA
+    assert trainer.last_grad_norm is not None and trainer.last_grad_norm > 0
+    epochs = read_run_log(tmp_path / "log.jsonl", "epoch")
+    assert [r["step"] for r in epochs] == [5, 10] and all(np.isfinite(r["loss"]["ce"]) for r in epochs)
+
+
+def test_nan_found_a_step_late_names_the_bad_micro_batch_and_nothing_is_written_after_it(tmp_path: Path) -> None:
+    batches = toy_batches([4] * 6)
+    # accumulate 2: micro-batches (1, 2) make step 1, (3, 4) step 2, ...; the 4th forward gives NaN logits
+    trainer = toy_trainer(batches, tmp_path, nan_after=3, accumulate=2, log_every=1)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(2)
+    message = str(info.value)
+    assert "non-finite loss nan at epoch 1, step 2 (batch 4/6 of the epoch)" in message
+    assert f"batch pids: {batches[3]['pid'].tolist()}; loss terms: {{" in message and "'total': nan" in message
+    assert "no checkpoint was written yet" in message and "Read back when 3 steps were done" in message
+    assert trainer.step == 3  # found while step 3 was queued
+    trainer.close()
+    assert [r["step"] for r in read_run_log(tmp_path / "log.jsonl")] == [1]  # step 1 only: nothing after the bad one
+    assert not (tmp_path / "last.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------- cudnn.benchmark
+
+
+def test_cudnn_benchmark_is_set_only_for_cuda_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    _configure_cudnn(torch.device("cpu"), True)
+    assert torch.backends.cudnn.benchmark is False
+    _configure_cudnn(torch.device("cuda"), True)  # the flag itself needs no GPU
+    assert torch.backends.cudnn.benchmark is True
+    _configure_cudnn(torch.device("cuda", 0), False)
+    assert torch.backends.cudnn.benchmark is False
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    with pytest.raises(ValueError, match="deterministic algorithms are enabled.*train.cudnn_benchmark=false"):
+        _configure_cudnn(torch.device("cuda"), True)
+    _configure_cudnn(torch.device("cuda"), False)
+    trainer = toy_trainer(toy_batches([4]), tmp_path)  # on the CPU: the keyword is kept, the flag left alone
+    assert trainer.cudnn_benchmark is True and torch.backends.cudnn.benchmark is False
+    trainer.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("benchmark", [True, False])
+def test_cuda_trainer_sets_cudnn_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, benchmark: bool) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not benchmark)
+    trainer = toy_trainer(toy_batches([4]), tmp_path, device="cuda", cudnn_benchmark=benchmark)
+    assert torch.backends.cudnn.benchmark is benchmark
+    trainer.close()

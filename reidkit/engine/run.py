@@ -287,7 +287,8 @@ def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = N
             freeze_modules=train["freeze_modules"], freeze_bn_stats=train["freeze_bn_stats"],
             scheduler_per_iter=cfg["schedule"]["per_iter"], center_optimizer=center_optimizer,
             eval_settings=EvalSettings.from_config(cfg["eval"]), compile=train["compile"],
-            compile_backend=train["compile_backend"], sync_bn=train["sync_bn"], dist=ctx, log=log,
+            compile_backend=train["compile_backend"], sync_bn=train["sync_bn"],
+            cudnn_benchmark=train["cudnn_benchmark"], dist=ctx, log=log,
             log_every=max(cfg["log"]["every_n"], 1), checkpoint_every=max(train["checkpoint_every"], 1),
             progress=cfg["log"]["progress"],
         )

@@ -32,12 +32,25 @@ forward (rebuilt when freezing changes which parameters train); the loss's own p
 gradients averaged over the ranks by hand. ``self.model`` stays the plain module, so checkpoints hold its keys (no
 ``module.`` prefix) and resume works the same with or without DDP. Only rank 0 writes checkpoints and logs.
 ``torch.compile`` compiles the module's forward in place (``nn.Module.compile``: keys stay free of ``_orig_mod.``).
+
+No per-step host synchronisation: a step's loss terms (and, when clipping, the gradient norm) stay on the device;
+one ``non_blocking`` copy per step puts them, with the batch's pids, into pinned host memory, followed by a CUDA
+event. The host reads them (:meth:`_PendingStep.result`, which waits on that step's event only, never on the whole
+device) once the next step is queued, or earlier when something needs them: a checkpoint, the epoch end, the end of
+:meth:`fit`. The GPU thus always has a step queued while the host prepares the next; step records are written when
+their step is read, with the values (learning rates included) of that step. A NaN/Inf loss is therefore found one
+step late: the optimiser step of the bad batch, and the next one, may already be applied to the weights in memory,
+but every pending step is checked before any record or checkpoint is written, so nothing is ever written after the
+bad step. On the CPU the same path runs with plain tensors (no events). ``cudnn_benchmark`` (default on) sets
+``torch.backends.cudnn.benchmark`` when the trainer is on CUDA (cuDNN times its algorithms per input shape).
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +93,86 @@ def _progress_disabled_by_env() -> bool:
 def _loader_generator(loader: Any) -> torch.Generator | None:
     gen = getattr(loader, "generator", None)
     return gen if isinstance(gen, torch.Generator) else None
+
+
+def _configure_cudnn(device: torch.device, benchmark: bool) -> None:
+    """Set ``torch.backends.cudnn.benchmark`` to ``benchmark`` when ``device`` is CUDA; leave it alone otherwise.
+
+    Raises:
+        ValueError: ``benchmark`` with deterministic algorithms enabled (``seed_everything(deterministic=True)``):
+            the timed choice of algorithm can differ from run to run.
+    """
+    if device.type != "cuda":
+        return
+    if benchmark and torch.are_deterministic_algorithms_enabled():
+        raise ValueError("cudnn_benchmark=True lets cuDNN pick convolution algorithms by timing them, which can differ "
+                         "between runs, but deterministic algorithms are enabled (seed_everything(deterministic=True)):"
+                         " set train.cudnn_benchmark=false")
+    torch.backends.cudnn.benchmark = bool(benchmark)
+
+
+def _to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A host copy of ``tensor`` that does not wait for the device: from CUDA a ``non_blocking`` copy into pinned
+    memory (valid once an event recorded after it has completed); a CPU tensor is returned as it is."""
+    if tensor.device.type == "cpu":
+        return tensor
+    if tensor.device.type != "cuda":
+        return tensor.to("cpu")  # other accelerators: a plain (synchronous) copy
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    return host
+
+
+@dataclass(frozen=True)
+class _StepNumbers:
+    """What :meth:`_PendingStep.result` reads: per micro-batch the total loss, the loss terms and the pids; the
+    step's gradient norm before clipping (``None`` without clipping). A non-finite total is found here, on the host,
+    from the copied value (no device-side flag is needed)."""
+
+    totals: list[float]
+    terms: list[dict[str, float]]
+    pids: list[list[int]]
+    grad_norm: float | None
+
+
+@dataclass
+class _PendingStep:
+    """One optimiser step's numbers on their way to the host (see the module docstring).
+
+    ``values``: host copy of ``[total, *terms]`` (float64, in ``keys[i]`` order) of each micro-batch ``i`` of the
+    step, then the gradient norm (before clipping) when ``has_grad_norm``; ``pids``: host copy of the micro-batches' pids,
+    concatenated (``sizes[i]`` each). On CUDA both are pinned buffers filled by ``non_blocking`` copies that
+    ``event`` follows (``None`` on the CPU). ``lrs``: the learning rates after the step when it is a log step.
+    """
+
+    epoch: int
+    step: int
+    first_index: int
+    num_batches: int
+    keys: tuple[tuple[str, ...], ...]
+    sizes: tuple[int, ...]
+    values: torch.Tensor
+    pids: torch.Tensor
+    has_grad_norm: bool
+    lrs: list[float] | None
+    event: torch.cuda.Event | None
+
+    def result(self) -> _StepNumbers:
+        """The step's numbers as Python values, after waiting for this step's event only: the one place where the
+        trainer reads results of the device."""
+        if self.event is not None:
+            self.event.synchronize()
+        flat = self.values.tolist()
+        all_pids = self.pids.tolist()
+        totals, terms, pids = [], [], []
+        offset = start = 0
+        for keys, size in zip(self.keys, self.sizes, strict=True):
+            totals.append(flat[offset])
+            terms.append(dict(zip(keys, flat[offset + 1:offset + 1 + len(keys)], strict=True)))
+            pids.append(all_pids[start:start + size])
+            offset += 1 + len(keys)
+            start += size
+        return _StepNumbers(totals, terms, pids, flat[offset] if self.has_grad_norm else None)
 
 
 @dataclass(frozen=True)
@@ -193,6 +286,8 @@ class Trainer:
         compile: ``torch.compile`` the model's forward (in place) with ``compile_backend`` (a backend name such as
             ``"inductor"``, ``"aot_eager"``, ``"eager"``, or a backend callable).
         sync_bn: convert BatchNorm layers to :class:`~torch.nn.SyncBatchNorm` (CUDA only; statistics over all ranks).
+        cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark`` to this (cuDNN times its convolution
+            algorithms for each new input shape and keeps the fastest; a process-wide setting). No effect elsewhere.
         dist: this process's place in a data-parallel run (default: single process).
         log: the sink of the records, e.g. :func:`reidkit.engine.loggers.build_loggers` (default: a
             :class:`~reidkit.engine.run_log.RunLog` on ``out_dir/log.jsonl``); ranks other than 0 never log.
@@ -228,6 +323,7 @@ class Trainer:
         compile: bool = False,  # noqa: A002 (the config key's name)
         compile_backend: str | Callable[..., Any] = "inductor",
         sync_bn: bool = False,
+        cudnn_benchmark: bool = True,
         dist: DistContext | None = None,
         log: LogSink | None = None,
         log_every: int = 20,
@@ -265,6 +361,8 @@ class Trainer:
         if sync_bn and (self.device.type != "cuda" or (self.dist.distributed and self.dist.backend != "nccl")):
             raise ValueError(f"sync_bn=True needs CUDA with the NCCL backend (torchrun on GPUs); this run is on "
                              f"{self.device} with backend {self.dist.backend or 'none'}: set train.sync_bn=false")
+        self.cudnn_benchmark = bool(cudnn_benchmark)
+        _configure_cudnn(self.device, self.cudnn_benchmark)
         self.amp = amp
         self.channels_last = bool(channels_last)
         if sync_bn:  # SyncBatchNorm re-uses the BatchNorm parameters, so the optimiser still holds the right ones
@@ -320,11 +418,13 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
-        self.last_grad_norm: float | None = None
+        self.last_grad_norm: float | None = None  # of the last step read back (see _PendingStep)
         self.frozen = False
         self._gen_state_epoch_start: torch.Tensor | None = None
         self._epoch_sums: dict[str, float] = {}
         self._epoch_batches = 0
+        self._pending: deque[_PendingStep] = deque()  # steps whose numbers are still on their way to the host
+        self._bar: Any = None  # the progress bar of the running fit (its postfix shows the last logged loss)
         self.train_module: nn.Module = self.model
         self._wrap_for_training()
 
@@ -388,7 +488,11 @@ class Trainer:
         }
 
     def save(self, name: str = "last.pt") -> Path:
-        """Write :meth:`state_dict` atomically to ``out_dir/name`` (rank 0 only); returns the path."""
+        """Write :meth:`state_dict` atomically to ``out_dir/name`` (rank 0 only); returns the path.
+
+        The steps still pending are read back first (a non-finite loss among them raises
+        :class:`NonFiniteLossError` and nothing is written)."""
+        self._read_pending()
         path = self.out_dir / name
         if self.dist.is_main:
             save_checkpoint(self.state_dict(), path)
@@ -475,8 +579,10 @@ class Trainer:
         dtype = torch.bfloat16 if self.amp == "bf16" else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
-    def _forward_backward(self, batch: Mapping[str, Any], group_size: int, epoch: int, index: int,
-                          num_batches: int, last_of_group: bool) -> dict[str, float]:
+    def _forward_backward(self, batch: Mapping[str, Any], group_size: int,
+                          last_of_group: bool) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+        """Forward, loss and backward of one micro-batch. Returns the loss terms' keys, ``[total, *terms]`` as a
+        float64 vector and the pids, all still on the device: nothing is read back here."""
         images = torch.as_tensor(batch["img"]).to(self.device, non_blocking=True)
         if self.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -488,17 +594,9 @@ class Trainer:
             with self._autocast():
                 output = self.train_module(images, pids)
             result = self.loss(output, pids)
-            total = result.total
-            if not bool(torch.isfinite(total.detach())):
-                terms = {k: float(v) for k, v in result.terms.items()}
-                where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
-                         else "no checkpoint was written yet")
-                raise NonFiniteLossError(
-                    f"non-finite loss {float(total.detach())} at epoch {epoch}, step {self.step + 1} "
-                    f"(batch {index + 1}/{num_batches} of the epoch); batch pids: {pids.tolist()}; "
-                    f"loss terms: {terms}; {where}")
-            self.scaler.scale(total / group_size).backward()
-        return {k: float(v) for k, v in result.terms.items()}
+            self.scaler.scale(result.total / group_size).backward()
+        numbers = torch.cat([t.detach().reshape(1) for t in (result.total, *result.terms.values())])
+        return tuple(result.terms), numbers.to(torch.float64), pids
 
     def _center_step(self) -> None:
         """BoT: unscale the centres' gradient, divide it by the centre term's weight, step their SGD."""
@@ -510,13 +608,15 @@ class Trainer:
                     param.grad.div_(group["loss_weight"])
         self.scaler.step(self.center_optimizer)
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self) -> torch.Tensor | None:
+        """One optimiser step on the accumulated gradients; returns the total gradient norm before clipping (a
+        device tensor) when clipping, else ``None``."""
         all_reduce_mean_(self._loss_params, self.dist)  # outside DDP: average the loss's own gradients by hand
+        norm = None
         if self.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None],
                                                   self.clip_grad_norm)
-            self.last_grad_norm = float(norm)
         if self.center_optimizer is not None:
             self._center_step()
         self.scaler.step(self.optimizer)
@@ -529,6 +629,67 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_per_iter:
             self.scheduler.step()
         self.step += 1
+        return norm
+
+    # -------------------------------------------------------------------------------- reading back
+
+    def _queue_step(self, epoch: int, first_index: int, num_batches: int,
+                    micro: Sequence[tuple[tuple[str, ...], torch.Tensor, torch.Tensor]],
+                    grad_norm: torch.Tensor | None) -> None:
+        """Start the host copy of the step just taken (one ``non_blocking`` copy of its numbers, one of its pids,
+        then a CUDA event) and append it to the pending steps. ``micro``: :meth:`_forward_backward`'s results."""
+        parts = [numbers for _, numbers, _ in micro]
+        if grad_norm is not None:
+            parts.append(grad_norm.detach().reshape(1).to(torch.float64))
+        values = _to_host(torch.cat(parts))
+        pids = _to_host(torch.cat([p for _, _, p in micro]))
+        event = None
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record(torch.cuda.current_stream(self.device))
+        self._pending.append(_PendingStep(
+            epoch=epoch, step=self.step, first_index=first_index, num_batches=num_batches,
+            keys=tuple(keys for keys, _, _ in micro), sizes=tuple(p.numel() for _, _, p in micro), values=values,
+            pids=pids, has_grad_norm=grad_norm is not None,
+            lrs=self.lrs() if self.step % self.log_every == 0 else None, event=event))
+
+    def _read_pending(self, keep: int = 0) -> None:
+        """Read back the pending steps but the newest ``keep``, oldest first: check every micro-batch's loss, add
+        its terms to the epoch's sums, keep the gradient norm and write the step record of a log step.
+
+        Raises:
+            NonFiniteLossError: a NaN/Inf loss. Neither that step nor a later one is logged or checkpointed.
+        """
+        while len(self._pending) > keep:
+            pending = self._pending.popleft()
+            numbers = pending.result()
+            for row, total in enumerate(numbers.totals):
+                if not math.isfinite(total):
+                    self._pending.clear()  # the later steps trained on the bad update
+                    raise self._non_finite_error(pending, numbers, row)
+            step_terms: dict[str, float] = {}
+            for terms in numbers.terms:
+                for key, value in terms.items():
+                    step_terms[key] = step_terms.get(key, 0.0) + value
+                    self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
+            if numbers.grad_norm is not None:
+                self.last_grad_norm = numbers.grad_norm
+            if pending.lrs is not None:  # a log step
+                mean = {k: v / len(numbers.terms) for k, v in step_terms.items()}
+                self.log.write({"kind": "step", "epoch": pending.epoch, "step": pending.step, "lr": pending.lrs,
+                                "loss": mean, "grad_norm": self.last_grad_norm})
+                if self._bar is not None:
+                    self._bar.set_postfix(loss=f"{mean.get('total', float('nan')):.4f}")
+
+    def _non_finite_error(self, pending: _PendingStep, numbers: _StepNumbers, row: int) -> NonFiniteLossError:
+        where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
+                 else "no checkpoint was written yet")
+        return NonFiniteLossError(
+            f"non-finite loss {numbers.totals[row]} at epoch {pending.epoch}, step {pending.step} "
+            f"(batch {pending.first_index + row + 1}/{pending.num_batches} of the epoch); batch pids: "
+            f"{numbers.pids[row]}; loss terms: {numbers.terms[row]}; {where}. Read back when {self.step} steps were "
+            "done (losses are read one step late so that the device never waits): the weights in memory may hold "
+            "the update of this step, but no record or checkpoint was written after it")
 
     # ------------------------------------------------------------------------------------------ fit
 
@@ -559,7 +720,8 @@ class Trainer:
         Returns the epoch records of this call (as written to the log).
 
         Raises:
-            NonFiniteLossError: a NaN/Inf loss (nothing is written for that step).
+            NonFiniteLossError: a NaN/Inf loss, found when its step is read back (one step late, see the module
+                docstring); nothing is written for that step or after it.
         """
         from tqdm.auto import tqdm
 
@@ -582,8 +744,8 @@ class Trainer:
             start_time = time.perf_counter()
             bar = tqdm(total=num_batches, initial=self.batch_in_epoch, desc=f"epoch {epoch}", unit="batch",
                        disable=not self.progress or _progress_disabled_by_env(), leave=False)
-            step_terms: dict[str, float] = {}
-            step_batches = 0
+            self._bar = bar
+            micro: list[tuple[tuple[str, ...], torch.Tensor, torch.Tensor]] = []  # this step's micro-batches
             try:
                 batches = self._batches(self.batch_in_epoch)
                 for index in range(self.batch_in_epoch, num_batches):
@@ -593,41 +755,37 @@ class Trainer:
                     if index == group_start and self._apply_freeze(epoch):  # freeze_iters ends mid-epoch
                         self.train_mode()
                     last_of_group = index + 1 - group_start == group_size
-                    terms = self._forward_backward(batch, group_size, epoch, index, num_batches, last_of_group)
-                    for key, value in terms.items():
-                        step_terms[key] = step_terms.get(key, 0.0) + value
-                        self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
-                    step_batches += 1
+                    micro.append(self._forward_backward(batch, group_size, last_of_group))
                     self._epoch_batches += 1
                     bar.update(1)
                     if not last_of_group:
                         continue
-                    self._optimizer_step()
+                    grad_norm = self._optimizer_step()
                     self.batch_in_epoch = index + 1
-                    if self.step % self.log_every == 0:
-                        mean = {k: v / step_batches for k, v in step_terms.items()}
-                        self.log.write({"kind": "step", "epoch": epoch, "step": self.step, "lr": self.lrs(),
-                                        "loss": mean, "grad_norm": self.last_grad_norm})
-                        bar.set_postfix(loss=f"{mean.get('total', float('nan')):.4f}")
-                    step_terms, step_batches = {}, 0
+                    self._queue_step(epoch, group_start, num_batches, micro, grad_norm)
+                    micro = []
+                    self._read_pending(keep=1)  # the previous step, long done while this one is queued
                     stop = max_steps is not None and self.step >= max_steps
                     if stop or (self.checkpoint_every_steps and self.step % self.checkpoint_every_steps == 0):
                         if self.batch_in_epoch < num_batches:  # the epoch end writes its own checkpoint
-                            self.save()
+                            self.save()  # reads every pending step first
                     if stop and self.batch_in_epoch < num_batches:
                         return records
             finally:
                 bar.close()
+                self._bar = None
             stopping = max_steps is not None and self.step >= max_steps
             records.append(self._end_epoch(epoch, epochs, time.perf_counter() - start_time,
                                            evaluate_every, validation, force_save=stopping))
             if max_steps is not None and self.step >= max_steps:
                 break
+        self._read_pending()  # nothing is left pending after fit (the epoch end has read everything)
         return records
 
     def _end_epoch(self, epoch: int, epochs: int, seconds: float, evaluate_every: int | None,
                    validation: tuple[Iterable[Any], Iterable[Any]] | None,
                    force_save: bool = False) -> dict[str, Any]:
+        self._read_pending()  # the epoch's last step: its numbers go into the epoch record
         lrs = self.lrs()  # the rates this epoch trained with (before a per-epoch scheduler step)
         if self.scheduler is not None and not self.scheduler_per_iter:
             self.scheduler.step()
