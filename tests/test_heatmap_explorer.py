@@ -14,6 +14,7 @@ from reidkit.data.datasets.base import ReIDItem
 from reidkit.models import build_model
 from reidkit.viz.heatmap_explorer import (
     CSS_CLASSES,
+    DISPLAY_SCALE,
     HeatmapExplorerState,
     HeatmapSource,
     heatmap_explorer,
@@ -122,8 +123,9 @@ def test_setting_widget_values_updates_state_picture_and_label(model: torch.nn.M
     pngs.add(state.png)
     assert len(pngs) == 6  # every change drew another picture
     fresh = render_heatmap_pair(HeatmapExplorerState(2, 5, "gradcam++", "backbone.layer3.1", "distance"),
-                                HeatmapSource(model, query, gallery, height=H, width=W))
-    assert fresh.png == state.png and widget.children[2].value == state.png
+                                HeatmapSource(model, query, gallery, height=H, width=W), scale=DISPLAY_SCALE)
+    assert fresh.png == state.png and widget.children[3].value == state.png
+    assert fresh.image.shape == (DISPLAY_SCALE * H, DISPLAY_SCALE * 4 * W + 3 * DISPLAY_SCALE * 4, 3)
 
 
 def test_a_selection_that_cannot_be_drawn_keeps_the_picture_and_says_why(model: torch.nn.Module) -> None:

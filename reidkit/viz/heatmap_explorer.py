@@ -51,6 +51,7 @@ from reidkit.viz.heatmaps import (
 
 __all__ = [
     "CSS_CLASSES",
+    "DISPLAY_SCALE",
     "DEFAULT_METHODS",
     "HeatmapExplorerState",
     "HeatmapSource",
@@ -67,6 +68,7 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "scorecam")
 
 #: CSS class of each widget, for browser tests.
 CSS_CLASSES: dict[str, str] = {
+    "root": "rk-heatmap",
     "query": "rk-heatmap-query",
     "gallery": "rk-heatmap-gallery",
     "method": "rk-heatmap-method",
@@ -210,9 +212,16 @@ class RenderedPair:
     negative_index: int | None
 
 
-def render_heatmap_pair(state: HeatmapExplorerState, source: HeatmapSource, alpha: float = 0.5) -> RenderedPair:
+# The explorer shows its strip this many times the crop size (64×128 crops become 128×256 on screen).
+DISPLAY_SCALE = 2
+
+
+def render_heatmap_pair(state: HeatmapExplorerState, source: HeatmapSource, alpha: float = 0.5,
+                        scale: int = 1) -> RenderedPair:
     """Draw the selection of ``state`` (only its selection fields are read) from ``source``: pure apart from the
     source's image cache, so the same selection always gives the same picture.
+
+    The picture is one strip (query, query heat, gallery heat, gallery), enlarged ``scale`` times (bicubic).
 
     Raises:
         ValueError: an unknown method or target, an index out of range, a layer the model does not have, or a
@@ -234,6 +243,9 @@ def render_heatmap_pair(state: HeatmapExplorerState, source: HeatmapSource, alph
     pair = heatmap_pair(source.model, q_tensor, g_tensor, state.method, layers, state.target, negative)
     picture = tile([[q_rgb, heat_overlay(q_rgb, pair.query_map, alpha), heat_overlay(g_rgb, pair.gallery_map, alpha),
                      g_rgb]])
+    if scale != 1:  # re-ID crops are small: enlarge the strip so a screen shows it at a readable size
+        height, width = picture.shape[:2]
+        picture = np.asarray(Image.fromarray(picture).resize((width * scale, height * scale), Image.BICUBIC))
     q_pid, g_pid = source.pid("query", state.query_index), source.pid("gallery", state.gallery_index)
     relation = "" if q_pid is None or g_pid is None else (" — same identity" if q_pid == g_pid
                                                          else " — different identities")
@@ -327,7 +339,7 @@ def heatmap_explorer(
         for key, value in selection.items():
             setattr(state, key, value)
         try:
-            rendered = render_heatmap_pair(state, source, alpha=alpha)
+            rendered = render_heatmap_pair(state, source, alpha=alpha, scale=DISPLAY_SCALE)
         except (ValueError, RuntimeError) as err:  # a selection that cannot be drawn: keep the picture, say why
             state.error = str(err)
             label.value = html.escape(f"cannot draw: {state.error}")
@@ -343,8 +355,11 @@ def heatmap_explorer(
         control.observe(lambda _change: refresh(), names="value")
     refresh()
     c = state.controls
-    widget = w.VBox([w.HBox([c["query"], c["gallery"]]), w.HBox([c["method"], c["layer"], c["target"]]), picture,
-                     label])
+    columns = w.HTML("<b>query</b> &nbsp;·&nbsp; query heat &nbsp;·&nbsp; gallery heat &nbsp;·&nbsp; <b>gallery</b> "
+                     "&nbsp; (heat: red = strongest evidence in that image)")
+    widget = w.VBox([w.HBox([c["query"], c["gallery"]]), w.HBox([c["method"], c["layer"], c["target"]]), columns,
+                     picture, label])
+    widget.add_class(CSS_CLASSES["root"])
     return widget, state
 
 
