@@ -531,8 +531,8 @@ def test_mid_epoch_resume_needs_the_same_number_of_processes(tmp_path: Path) -> 
 
 
 class PlainCrossEntropy(nn.Module):
-    """Cross-entropy without the label range check of reidkit's losses (which reads the labels' range back), so that
-    every host read left in a step is the trainer's."""
+    """Cross-entropy without the label range check of reidkit's losses (whose CPU path reads the labels' range
+    back), so that every host read left in a step is the trainer's."""
 
     def forward(self, output: ReIDOutput, targets: torch.Tensor) -> LossOutput:
         total = nn.functional.cross_entropy(output.logits, targets)
@@ -543,6 +543,15 @@ HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
 """The tensor methods that copy a value to Python (a device synchronisation on CUDA)."""
 
 
+def step_loss(kind: str) -> nn.Module:
+    """``"plain"``: :class:`PlainCrossEntropy`; ``"ce + triplet"``: reidkit's own losses on their sync-free path
+    (forced on the CPU too; the default on CUDA)."""
+    if kind == "plain":
+        return PlainCrossEntropy()
+    return build_loss([{"name": "ce", "sync_free": True}, {"name": "triplet", "sync_free": True}])
+
+
+@pytest.mark.parametrize("loss_kind", ["plain", "ce + triplet"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
 @pytest.mark.parametrize("options, expected", [
@@ -554,10 +563,10 @@ HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
 ])
 def test_steps_are_read_back_one_step_late_and_only_through_pending_results(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device: str, options: dict[str, Any],
-        expected: list[tuple[int, int]]) -> None:
+        expected: list[tuple[int, int]], loss_kind: str) -> None:
     torch.manual_seed(0)
     model = ToyModel()
-    trainer = Trainer(model, PlainCrossEntropy(), torch.optim.SGD(model.parameters(), lr=0.1), None,
+    trainer = Trainer(model, step_loss(loss_kind), torch.optim.SGD(model.parameters(), lr=0.1), None,
                       ListLoader(toy_batches([4] * 5)), out_dir=tmp_path, device=device, progress=False,
                       clip_grad_norm=10.0, ema_decay=0.9, **options)
     reads: list[str] = []  # host reads of tensors outside _PendingStep.result
@@ -600,6 +609,8 @@ def test_steps_are_read_back_one_step_late_and_only_through_pending_results(
     assert trainer.last_grad_norm is not None and trainer.last_grad_norm > 0
     epochs = read_run_log(tmp_path / "log.jsonl", "epoch")
     assert [r["step"] for r in epochs] == [5, 10] and all(np.isfinite(r["loss"]["ce"]) for r in epochs)
+    if loss_kind == "ce + triplet":  # the triplet term was computed (some batches hold valid anchors)
+        assert all(r["loss"]["triplet"] > 0 for r in epochs)
 
 
 def test_nan_found_a_step_late_names_the_bad_micro_batch_and_nothing_is_written_after_it(tmp_path: Path) -> None:

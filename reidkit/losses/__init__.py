@@ -2,6 +2,10 @@
 
 ``LOSSES`` maps a config name to the loss class (its builder); :func:`build_loss` turns a spec such as
 ``"0.5*ce + 0.5*ms"`` or ``[{"name": "triplet", "weight": 1, "margin": 0}]`` into a :class:`CombinedLoss`.
+
+Every loss takes ``sync_free`` (default ``None``: on every device but the CPU): a path that reads nothing back to the
+host, so that a training step never waits for the GPU (no label range checks, anchors masked instead of indexed;
+see :mod:`reidkit.losses._common`). The CPU keeps the checked path, whose results are unchanged.
 """
 from __future__ import annotations
 

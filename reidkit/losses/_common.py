@@ -3,6 +3,16 @@
 Every loss runs in float32 (float64 when an input already is, e.g. for ``gradcheck``) with autocast disabled
 (components reference §0): fp16/bf16 inputs are cast up first, so masked log-sum-exps and large scales (γ = 128)
 cannot overflow.
+
+Host synchronisations (``sync_free``): every loss takes a ``sync_free`` option, ``None`` (default) meaning "on every
+device but the CPU". The sync-free path reads nothing back to the host, so the trainer never waits for the GPU
+inside a step: the label range checks (a read of the labels' min/max) are skipped, and anchors are selected with
+masks instead of boolean indexing (whose output shape depends on the data). On the CPU the checks stay and the
+original code runs unchanged, so CPU results are bit-identical to what they were; the sync-free path gives the
+same values up to float summation order (1e-6) and the same gradients. What the sync-free path defines instead of
+raising is documented by each loss; out-of-range labels there fail in the indexing kernel (on CUDA a device-side
+assert, reported at a later synchronisation, that ends the process's CUDA context): pass ``sync_free=False`` to
+get the clear error back while debugging, at the cost of one host read per step.
 """
 from __future__ import annotations
 
@@ -15,12 +25,17 @@ from reidkit.models._numerics import autocast_disabled, compute_dtype
 __all__ = [
     "autocast_disabled",
     "check_features",
+    "check_labels_in_range",
     "check_logits",
+    "check_sync_free",
     "compute_dtype",
     "cosine_similarity_matrix",
     "euclidean_distance_matrix",
     "masked_logsumexp",
     "pair_masks",
+    "resolve_sync_free",
+    "sync_free_anchor_masks",
+    "valid_anchor_mean",
 ]
 
 #: Clamp of squared distances before the square root (the gradient of √ at 0 is infinite).
@@ -37,18 +52,40 @@ def _check_labels(labels: Tensor, batch: int, what: str) -> Tensor:
     return labels
 
 
-def check_logits(logits: Tensor, labels: Tensor, what: str) -> tuple[Tensor, Tensor]:
-    """Validate (B, K) logits and (B,) integer labels in [0, K); return them, logits in the compute dtype."""
+def check_sync_free(value: object) -> bool | None:
+    """Validate a loss's ``sync_free`` option: ``True``, ``False`` or ``None`` (sync-free on every device but the CPU)."""
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"sync_free must be True, False or None (None: sync-free on every device but the CPU), "
+                        f"got {value!r}")
+    return value
+
+
+def resolve_sync_free(setting: bool | None, tensor: Tensor) -> bool:
+    """Whether a loss takes its sync-free path for ``tensor``: ``setting`` when given, else ``device.type != "cpu"``."""
+    return tensor.device.type != "cpu" if setting is None else setting
+
+
+def check_labels_in_range(labels: Tensor, num_classes: int, what: str) -> None:
+    """A clear ``ValueError`` for labels outside [0, num_classes): one host read of the labels' min and max."""
+    lo, hi = torch.stack(torch.aminmax(labels)).tolist()  # one host sync
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{what}: labels must lie in [0, {num_classes}) for {num_classes} classes, "
+                         f"got range [{lo}, {hi}]")
+
+
+def check_logits(logits: Tensor, labels: Tensor, what: str, sync_free: bool = False) -> tuple[Tensor, Tensor]:
+    """Validate (B, K) logits and (B,) integer labels in [0, K); return them, logits in the compute dtype.
+
+    ``sync_free``: skip the label range check (the only check that reads data back); shapes and dtypes are checked
+    either way."""
     if not isinstance(logits, Tensor) or logits.dim() != 2:
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"{what}: logits must be a (B, K) tensor, got {shape}")
     if logits.shape[0] == 0:
         raise ValueError(f"{what}: empty batch")
     _check_labels(labels, logits.shape[0], what)
-    k = logits.shape[1]
-    lo, hi = torch.stack(torch.aminmax(labels)).tolist()  # one host sync
-    if lo < 0 or hi >= k:
-        raise ValueError(f"{what}: labels must lie in [0, {k}) for {k} classes, got range [{lo}, {hi}]")
+    if not sync_free:
+        check_labels_in_range(labels, logits.shape[1], what)
     return logits.to(compute_dtype(logits)), labels.long()
 
 
@@ -99,3 +136,20 @@ def masked_logsumexp(values: Tensor, mask: Tensor, dim: int = 1) -> Tensor:
     vmax = torch.where(torch.isfinite(vmax), vmax, torch.zeros_like(vmax))
     summed = torch.where(mask, (masked - vmax).exp(), torch.zeros_like(values)).sum(dim=dim, keepdim=True)
     return (summed.log() + vmax).squeeze(dim)
+
+
+def sync_free_anchor_masks(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(valid, pos', neg')`` for a loss's sync-free path: ``valid`` (B,) marks the anchors with at least one
+    positive and one negative; ``pos'``/``neg'`` are the masks with the rows of the other anchors filled with
+    ``True``, so that every per-anchor reduction (max, softmax, log-sum-exp) stays finite on them: a softmax over no
+    entry is NaN, and a NaN row left out of the mean by :func:`valid_anchor_mean` would still make the gradient NaN."""
+    valid = pos.any(dim=1) & neg.any(dim=1)
+    fill = ~valid[:, None]
+    return valid, pos | fill, neg | fill
+
+
+def valid_anchor_mean(per_anchor: Tensor, valid: Tensor) -> Tensor:
+    """Σ_{i valid} L_i / max(#valid, 1), without a host read: the mean over the valid anchors, and 0 with a zero
+    gradient when there is none."""
+    kept = torch.where(valid, per_anchor, torch.zeros_like(per_anchor))
+    return kept.sum() / valid.sum().clamp_min(1).to(per_anchor.dtype)

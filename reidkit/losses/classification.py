@@ -1,6 +1,9 @@
 """Classification (ID) losses on logits: label-smoothing cross entropy and focal loss.
 
 Both take ``(logits (B, K), labels (B,))`` and return a scalar; they run in float32 with autocast disabled.
+Their only host read is the label range check, skipped on the sync-free path (``sync_free``, by default on every
+device but the CPU; see :mod:`reidkit.losses._common`): there out-of-range labels fail in ``gather`` (on CUDA a
+device-side assert) instead of raising the ``ValueError``.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from reidkit.losses._common import autocast_disabled, check_logits
+from reidkit.losses._common import autocast_disabled, check_logits, check_sync_free, resolve_sync_free
 
 __all__ = ["CrossEntropyLabelSmooth", "FocalLoss"]
 
@@ -31,11 +34,13 @@ class CrossEntropyLabelSmooth(nn.Module):
     Args:
         epsilon: smoothing ε in [0, 1); default 0.1.
         smoothing_style: ``"standard"`` or ``"fastreid"``.
+        sync_free: skip the label range check (a host read); ``None`` (default): on every device but the CPU.
     """
 
     input_kind = "logits"
 
-    def __init__(self, epsilon: float = 0.1, smoothing_style: SmoothingStyle = "standard") -> None:
+    def __init__(self, epsilon: float = 0.1, smoothing_style: SmoothingStyle = "standard",
+                 sync_free: bool | None = None) -> None:
         super().__init__()
         if not 0.0 <= float(epsilon) < 1.0:
             raise ValueError(f"epsilon must be in [0, 1), got {epsilon!r}")
@@ -43,13 +48,14 @@ class CrossEntropyLabelSmooth(nn.Module):
             raise ValueError(f"smoothing_style must be 'standard' or 'fastreid', got {smoothing_style!r}")
         self.epsilon = float(epsilon)
         self.smoothing_style = smoothing_style
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}, smoothing_style={self.smoothing_style!r}"
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(logits.device.type):
-            z, y = check_logits(logits, labels, type(self).__name__)
+            z, y = check_logits(logits, labels, type(self).__name__, resolve_sync_free(self.sync_free, logits))
             log_p = F.log_softmax(z, dim=1)
             k = z.shape[1]
             nll = -log_p.gather(1, y[:, None]).squeeze(1)
@@ -76,11 +82,12 @@ class FocalLoss(nn.Module):
     Args:
         gamma: focusing parameter γ ≥ 0; default 2 (paper; the seed used 1.5). γ = 0, α = 1 is cross entropy.
         alpha: balance factor α > 0; default 0.25.
+        sync_free: skip the label range check (a host read); ``None`` (default): on every device but the CPU.
     """
 
     input_kind = "logits"
 
-    def __init__(self, gamma: float = 2.0, alpha: float = 0.25) -> None:
+    def __init__(self, gamma: float = 2.0, alpha: float = 0.25, sync_free: bool | None = None) -> None:
         super().__init__()
         if float(gamma) < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma!r}")
@@ -88,13 +95,14 @@ class FocalLoss(nn.Module):
             raise ValueError(f"alpha must be > 0, got {alpha!r}")
         self.gamma = float(gamma)
         self.alpha = float(alpha)
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, alpha={self.alpha}"
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(logits.device.type):
-            z, y = check_logits(logits, labels, type(self).__name__)
+            z, y = check_logits(logits, labels, type(self).__name__, resolve_sync_free(self.sync_free, logits))
             log_pt = F.log_softmax(z, dim=1).gather(1, y[:, None]).squeeze(1)
             # 1 − p_t computed as −expm1(log p_t): accurate when p_t is close to 1
             one_minus_pt = -torch.expm1(log_pt)

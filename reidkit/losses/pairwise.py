@@ -1,5 +1,12 @@
-"""Pair-based losses on cosine similarities: pairwise circle, pairwise CosFace and multi-similarity."""
+"""Pair-based losses on cosine similarities: pairwise circle, pairwise CosFace and multi-similarity.
+
+As for the triplet losses, the sync-free path (``sync_free``, by default on every device but the CPU) masks the
+anchors instead of indexing them and reads nothing back to the host; it gives the CPU path's values up to float
+summation order, and 0 with a zero gradient where the CPU path raises for a batch without a valid anchor.
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -8,9 +15,13 @@ from torch import Tensor, nn
 from reidkit.losses._common import (
     autocast_disabled,
     check_features,
+    check_sync_free,
     cosine_similarity_matrix,
     masked_logsumexp,
     pair_masks,
+    resolve_sync_free,
+    sync_free_anchor_masks,
+    valid_anchor_mean,
 )
 from reidkit.losses.triplet import _valid_anchors
 
@@ -49,7 +60,6 @@ def cosface_loss_from_similarity(sim: Tensor, pos: Tensor, neg: Tensor, margin: 
     return F.softplus(masked_logsumexp(-gamma * sim, pos) + masked_logsumexp(gamma * (sim + margin), neg))
 
 
-
 def _anchor_similarities(features: Tensor, labels: Tensor, what: str) -> tuple[Tensor, Tensor, Tensor]:
     """Cosine similarities with positive (j ≠ i) and negative masks, restricted to the anchors that have both."""
     x, y = check_features(features, labels, what)
@@ -58,6 +68,18 @@ def _anchor_similarities(features: Tensor, labels: Tensor, what: str) -> tuple[T
     valid = _valid_anchors(pos, neg, what)
     return sim[valid], pos[valid], neg[valid]
 
+
+def _pairwise_loss(features: Tensor, labels: Tensor, what: str, sync_free: bool,
+                   per_anchor: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    """Mean of ``per_anchor(sim, pos, neg)`` over the anchors with a positive and a negative: selected by indexing
+    (none → ``ValueError``), or with ``sync_free`` masked over every row (none → 0 with a zero gradient)."""
+    if not sync_free:
+        return per_anchor(*_anchor_similarities(features, labels, what)).mean()
+    x, y = check_features(features, labels, what)
+    valid, pos, neg = sync_free_anchor_masks(*pair_masks(y))
+    return valid_anchor_mean(per_anchor(cosine_similarity_matrix(x), pos, neg), valid)
+
+
 class PairwiseCircleLoss(nn.Module):
     """Pairwise circle loss (Sun et al., "Circle Loss: A Unified Perspective of Pair Similarity Optimization",
     CVPR 2020, arXiv 2002.10857), in its pair-wise (metric) form.
@@ -65,7 +87,7 @@ class PairwiseCircleLoss(nn.Module):
     s = cosine similarity of the L2-normalised features; for anchor i, positives j ≠ i with y_j = y_i and
     negatives y_j ≠ y_i: α_p = [1 + m − s_p]₊, α_n = [s_n + m]₊ (detached), Δ_p = 1 − m, Δ_n = m;
     L_i = softplus( LSE_p(−γ α_p (s_p − Δ_p)) + LSE_n(γ α_n (s_n − Δ_n)) ); L = mean over the anchors with at
-    least one positive and one negative (none → ``ValueError``).
+    least one positive and one negative (none → ``ValueError``; 0 with a zero gradient on the sync-free path).
 
     The masked log-sum-exps use −∞ masking (FastReID's −99999999 becomes −∞ in fp16 and NaN follows) and the loss
     runs in float32, so fp16/bf16 features give finite values.
@@ -74,25 +96,32 @@ class PairwiseCircleLoss(nn.Module):
         margin: relaxation m; default 0.25 (FastReID; the seed used 0.3).
         gamma: scale γ; default 128.
         detach_alpha: detach the self-paced weights α (the paper's and FastReID's gradient); default True.
+        sync_free: select the anchors with masks, reading nothing back to the host; ``None`` (default): on every
+            device but the CPU.
     """
 
     input_kind = "features"
 
-    def __init__(self, margin: float = 0.25, gamma: float = 128.0, detach_alpha: bool = True) -> None:
+    def __init__(self, margin: float = 0.25, gamma: float = 128.0, detach_alpha: bool = True,
+                 sync_free: bool | None = None) -> None:
         super().__init__()
         if float(gamma) <= 0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         self.margin = float(margin)
         self.gamma = float(gamma)
         self.detach_alpha = bool(detach_alpha)
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, gamma={self.gamma}, detach_alpha={self.detach_alpha}"
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            sim, pos, neg = _anchor_similarities(features, labels, type(self).__name__)
-            return circle_loss_from_similarity(sim, pos, neg, self.margin, self.gamma, self.detach_alpha).mean()
+            return _pairwise_loss(features, labels, type(self).__name__, resolve_sync_free(self.sync_free, features),
+                                  self._per_anchor)
+
+    def _per_anchor(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return circle_loss_from_similarity(sim, pos, neg, self.margin, self.gamma, self.detach_alpha)
 
 
 class PairwiseCosFaceLoss(nn.Module):
@@ -100,29 +129,36 @@ class PairwiseCosFaceLoss(nn.Module):
     pair-wise form of FastReID's ``pairwise_cosface``).
 
     L_i = softplus( LSE_{p}(−γ s_p) + LSE_{n}(γ (s_n + m)) ) on cosine similarities, positives j ≠ i; mean over the
-    anchors with at least one positive and one negative (none → ``ValueError``). −∞-masked, float32.
+    anchors with at least one positive and one negative (none → ``ValueError``; 0 with a zero gradient on the
+    sync-free path). −∞-masked, float32.
 
     Args:
         margin: m; default 0.25 (FastReID; the seed used 0.3).
         gamma: scale γ; default 128.
+        sync_free: select the anchors with masks, reading nothing back to the host; ``None`` (default): on every
+            device but the CPU.
     """
 
     input_kind = "features"
 
-    def __init__(self, margin: float = 0.25, gamma: float = 128.0) -> None:
+    def __init__(self, margin: float = 0.25, gamma: float = 128.0, sync_free: bool | None = None) -> None:
         super().__init__()
         if float(gamma) <= 0:
             raise ValueError(f"gamma must be > 0, got {gamma!r}")
         self.margin = float(margin)
         self.gamma = float(gamma)
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, gamma={self.gamma}"
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            sim, pos, neg = _anchor_similarities(features, labels, type(self).__name__)
-            return cosface_loss_from_similarity(sim, pos, neg, self.margin, self.gamma).mean()
+            return _pairwise_loss(features, labels, type(self).__name__, resolve_sync_free(self.sync_free, features),
+                                  self._per_anchor)
+
+    def _per_anchor(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        return cosface_loss_from_similarity(sim, pos, neg, self.margin, self.gamma)
 
 
 #: Multi-similarity parameters of the official code (MalongTech/research-ms-loss).
@@ -142,7 +178,7 @@ class MultiSimilarityLoss(nn.Module):
     contributes 0.
     L_i = (1/α) log(1 + Σ_p e^{−α(s_p − λ)}) + (1/β) log(1 + Σ_n e^{β(s_n − λ)});  L = (1/B) Σ_i L_i (divided by
     B, not by the number of contributing anchors). A batch where no anchor contributes gives 0 (with a zero
-    gradient), never NaN.
+    gradient), never NaN, on both paths (the sync-free one masks the anchors instead of indexing them).
 
     Defaults are the paper's (α = 2, β = 50, λ = 1, ε = 0.1); :data:`MS_OFFICIAL` and :data:`MS_LIGHTMBN` hold the
     official code's and LightMBN's values (pass them as keyword arguments). ``mining=False, thresh=0.7`` with
@@ -154,6 +190,8 @@ class MultiSimilarityLoss(nn.Module):
         thresh: similarity offset λ; default 1.
         margin: mining margin ε; default 0.1.
         mining: apply the paper's pair mining; default True.
+        sync_free: select the anchors with masks, reading nothing back to the host; ``None`` (default): on every
+            device but the CPU.
     """
 
     input_kind = "features"
@@ -165,6 +203,7 @@ class MultiSimilarityLoss(nn.Module):
         thresh: float = 1.0,
         margin: float = 0.1,
         mining: bool = True,
+        sync_free: bool | None = None,
     ) -> None:
         super().__init__()
         if float(alpha) <= 0 or float(beta) <= 0:
@@ -174,6 +213,7 @@ class MultiSimilarityLoss(nn.Module):
         self.thresh = float(thresh)
         self.margin = float(margin)
         self.mining = bool(mining)
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, beta={self.beta}, thresh={self.thresh}, margin={self.margin}, "
@@ -194,10 +234,17 @@ class MultiSimilarityLoss(nn.Module):
                 # an empty unmined set gives ±inf, so nothing is kept on the other side: the anchor contributes 0
                 neg = neg & (s + self.margin > min_pos)
                 pos = pos & (s - self.margin < max_neg)
+            if resolve_sync_free(self.sync_free, features):
+                valid, pos, neg = sync_free_anchor_masks(pos, neg)
+                per_anchor = self._per_anchor(sim, pos, neg)
+                return torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum() / batch
             valid = pos.any(dim=1) & neg.any(dim=1)
             if not bool(valid.any()):
                 return sim.sum() * 0.0
-            sim, pos, neg = sim[valid], pos[valid], neg[valid]
-            pos_term = F.softplus(masked_logsumexp(-self.alpha * (sim - self.thresh), pos)) / self.alpha
-            neg_term = F.softplus(masked_logsumexp(self.beta * (sim - self.thresh), neg)) / self.beta
-            return (pos_term + neg_term).sum() / batch
+            return self._per_anchor(sim[valid], pos[valid], neg[valid]).sum() / batch
+
+    def _per_anchor(self, sim: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """L_i of each row (every row has at least one mined positive and one mined negative)."""
+        pos_term = F.softplus(masked_logsumexp(-self.alpha * (sim - self.thresh), pos)) / self.alpha
+        neg_term = F.softplus(masked_logsumexp(self.beta * (sim - self.thresh), neg)) / self.beta
+        return pos_term + neg_term

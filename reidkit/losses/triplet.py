@@ -1,4 +1,11 @@
-"""Triplet losses on features: batch-hard triplet (margin or soft margin) and weighted-regularisation triplet."""
+"""Triplet losses on features: batch-hard triplet (margin or soft margin) and weighted-regularisation triplet.
+
+Two paths give the same values (up to float summation order) and gradients: on the CPU the anchors with a positive
+and a negative are selected by boolean indexing and a batch without any raises a ``ValueError``; the sync-free path
+(``sync_free``, by default on every device but the CPU) keeps every row, masks the others out of the mean
+(:func:`~reidkit.losses._common.valid_anchor_mean`) and gives 0 with a zero gradient for a batch without a valid
+anchor, reading nothing back to the host.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,8 +15,12 @@ from torch import Tensor, nn
 from reidkit.losses._common import (
     autocast_disabled,
     check_features,
+    check_sync_free,
     euclidean_distance_matrix,
     pair_masks,
+    resolve_sync_free,
+    sync_free_anchor_masks,
+    valid_anchor_mean,
 )
 
 __all__ = ["TripletLoss", "WeightedRegularizedTripletLoss"]
@@ -33,18 +44,20 @@ def _margin_or_soft(gap: Tensor, margin: float) -> Tensor:
 
 
 class _TripletBase(nn.Module):
-    """What both triplet losses share: the margin (0 = soft), the distance options and the valid anchors'
-    distance rows with their positive and negative masks."""
+    """What both triplet losses share: the margin (0 = soft), the distance options, the sync-free switch and the
+    anchors' distance rows with their positive and negative masks."""
 
     input_kind = "features"
 
-    def __init__(self, margin: float, norm_feature: bool, include_self_positive: bool) -> None:
+    def __init__(self, margin: float, norm_feature: bool, include_self_positive: bool,
+                 sync_free: bool | None) -> None:
         super().__init__()
         if float(margin) < 0:
             raise ValueError(f"margin must be >= 0 (0 = soft margin), got {margin!r}")
         self.margin = float(margin)
         self.norm_feature = bool(norm_feature)
         self.include_self_positive = bool(include_self_positive)
+        self.sync_free = check_sync_free(sync_free)
 
     def extra_repr(self) -> str:
         return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
@@ -58,6 +71,26 @@ class _TripletBase(nn.Module):
         valid = _valid_anchors(pos, neg, type(self).__name__)
         return dist[valid], pos[valid], neg[valid]
 
+    def _all_rows(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The sync-free path's ``(dist, pos, neg, valid)`` over every anchor, the masks of the anchors that are not
+        valid filled (:func:`~reidkit.losses._common.sync_free_anchor_masks`)."""
+        x, y = check_features(features, labels, type(self).__name__)
+        dist = euclidean_distance_matrix(x, self.norm_feature)
+        valid, pos, neg = sync_free_anchor_masks(*pair_masks(y, self.include_self_positive))
+        return dist, pos, neg, valid
+
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        with autocast_disabled(features.device.type):
+            if resolve_sync_free(self.sync_free, features):
+                dist, pos, neg, valid = self._all_rows(features, labels)
+                return valid_anchor_mean(self._per_anchor(dist, pos, neg), valid)
+            dist, pos, neg = self._anchor_rows(features, labels)
+            return self._per_anchor(dist, pos, neg).mean()
+
+    def _per_anchor(self, dist: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        """The loss of each row of ``dist`` (every row has at least one positive and one negative)."""
+        raise NotImplementedError
+
 
 class TripletLoss(_TripletBase):
     """Batch-hard triplet loss (Hermans, Beyer & Leibe, "In Defense of the Triplet Loss for Person
@@ -68,25 +101,27 @@ class TripletLoss(_TripletBase):
     margin m > 0: L = mean_i [d_ap(i) − d_an(i) + m]₊;  m = 0: soft margin L = mean_i softplus(d_ap − d_an).
 
     Anchors without another positive or without a negative are excluded from the mean; if none is left the loss
-    raises a ``ValueError`` (the batch cannot train a triplet loss). ``include_self_positive=True`` reproduces
-    the seed, which counted the anchor itself (d ≈ 1e-6) as a positive (only matters when K = 1).
+    raises a ``ValueError`` (the batch cannot train a triplet loss), except on the sync-free path, where it is 0
+    with a zero gradient (see the module docstring). ``include_self_positive=True`` reproduces the seed, which
+    counted the anchor itself (d ≈ 1e-6) as a positive (only matters when K = 1).
 
     Args:
         margin: m ≥ 0; default 0.3; 0 selects the soft margin.
         norm_feature: distances on L2-normalised features (2 − 2cos).
         include_self_positive: the seed's behaviour (see above).
+        sync_free: select the anchors with masks, reading nothing back to the host; ``None`` (default): on every
+            device but the CPU.
     """
 
-    def __init__(self, margin: float = 0.3, norm_feature: bool = False, include_self_positive: bool = False) -> None:
-        super().__init__(margin, norm_feature, include_self_positive)
+    def __init__(self, margin: float = 0.3, norm_feature: bool = False, include_self_positive: bool = False,
+                 sync_free: bool | None = None) -> None:
+        super().__init__(margin, norm_feature, include_self_positive, sync_free)
 
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        with autocast_disabled(features.device.type):
-            dist, pos, neg = self._anchor_rows(features, labels)
-            inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
-            d_ap = torch.where(pos, dist, -inf).amax(dim=1)
-            d_an = torch.where(neg, dist, inf).amin(dim=1)
-            return _margin_or_soft(d_ap - d_an, self.margin).mean()
+    def _per_anchor(self, dist: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
+        d_ap = torch.where(pos, dist, -inf).amax(dim=1)
+        d_an = torch.where(neg, dist, inf).amin(dim=1)
+        return _margin_or_soft(d_ap - d_an, self.margin)
 
 
 def _masked_softmax(values: Tensor, mask: Tensor) -> Tensor:
@@ -105,22 +140,24 @@ class WeightedRegularizedTripletLoss(_TripletBase):
     L = mean_i softplus(d̄_ap − d̄_an) (soft margin, default) or mean_i [d̄_ap − d̄_an + m]₊ with ``margin > 0``.
     P_i excludes the anchor itself (``include_self_positive=True``: AGW's code, which keeps it). The weights
     are not detached (as in AGW) and the softmaxes are max-subtracted with −∞ masking. Anchors without a
-    positive or a negative are excluded; none left → ``ValueError``.
+    positive or a negative are excluded; none left → ``ValueError``, or 0 with a zero gradient on the sync-free
+    path (see the module docstring).
 
     Args:
         margin: 0 (default, soft margin) or m > 0.
         norm_feature: distances on L2-normalised features (2 − 2cos).
         include_self_positive: count the anchor among its positives (AGW's code).
+        sync_free: select the anchors with masks, reading nothing back to the host; ``None`` (default): on every
+            device but the CPU.
     """
 
-    def __init__(self, margin: float = 0.0, norm_feature: bool = False, include_self_positive: bool = False) -> None:
-        super().__init__(margin, norm_feature, include_self_positive)
+    def __init__(self, margin: float = 0.0, norm_feature: bool = False, include_self_positive: bool = False,
+                 sync_free: bool | None = None) -> None:
+        super().__init__(margin, norm_feature, include_self_positive, sync_free)
 
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        with autocast_disabled(features.device.type):
-            dist, pos, neg = self._anchor_rows(features, labels)
-            w = _masked_softmax(dist, pos)
-            v = _masked_softmax(-dist, neg)
-            d_ap = (w * dist).sum(dim=1)
-            d_an = (v * dist).sum(dim=1)
-            return _margin_or_soft(d_ap - d_an, self.margin).mean()
+    def _per_anchor(self, dist: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+        w = _masked_softmax(dist, pos)
+        v = _masked_softmax(-dist, neg)
+        d_ap = (w * dist).sum(dim=1)
+        d_an = (v * dist).sum(dim=1)
+        return _margin_or_soft(d_ap - d_an, self.margin)

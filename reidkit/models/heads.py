@@ -55,9 +55,10 @@ def _check_targets(targets: torch.Tensor, logits: torch.Tensor, check_range: boo
     """Targets as a (B, 1) int64 index tensor; a clear error for wrong shape, dtype or range.
 
     The range check reads the targets' min and max back to Python (a device sync, and a graph break under
-    ``torch.compile``), so it runs in eager mode only: it is skipped while ``torch.compile`` traces
-    (``torch.compiler.is_compiling()``) and the compiled forward stays one graph. The shape and dtype checks are
-    static and always run.
+    ``torch.compile``), so it runs for CPU tensors in eager mode only: it is skipped while ``torch.compile`` traces
+    (``torch.compiler.is_compiling()``, so the compiled forward stays one graph) and on GPUs, where it would stall
+    every training step (an out-of-range target then fails in ``scatter``/``gather`` with a device-side error).
+    The shape and dtype checks are static and always run.
     """
     if not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a tensor of class indices, got {type(targets).__name__}")
@@ -67,7 +68,7 @@ def _check_targets(targets: torch.Tensor, logits: torch.Tensor, check_range: boo
         raise ValueError(f"targets must have shape ({logits.shape[0]},) to match the logits "
                          f"{tuple(logits.shape)}, got {tuple(targets.shape)}")
     num_classes = logits.shape[1]
-    if check_range and targets.numel() > 0 and not torch.compiler.is_compiling():
+    if check_range and targets.numel() > 0 and targets.device.type == "cpu" and not torch.compiler.is_compiling():
         lo, hi = (int(v) for v in torch.aminmax(targets))
         if lo < 0 or hi >= num_classes:
             raise ValueError(f"targets must be class indices in [0, {num_classes}), got values in [{lo}, {hi}]"
