@@ -650,9 +650,9 @@ def test_cudnn_benchmark_is_set_only_for_cuda_devices(tmp_path: Path, monkeypatc
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("benchmark", [True, False])
-def test_cuda_trainer_sets_cudnn_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, benchmark: bool) -> None:
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not benchmark)
-    trainer = toy_trainer(toy_batches([4]), tmp_path, device="cuda", cudnn_benchmark=benchmark)
-    assert torch.backends.cudnn.benchmark is benchmark
+@pytest.mark.parametrize("wanted", [True, False])  # not "benchmark": pytest-benchmark owns that fixture name
+def test_cuda_trainer_sets_cudnn_benchmark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wanted: bool) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not wanted)
+    trainer = toy_trainer(toy_batches([4]), tmp_path, device="cuda", cudnn_benchmark=wanted)
+    assert torch.backends.cudnn.benchmark is wanted
     trainer.close()
