@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from reidkit.data.datasets.base import ReIDItem
@@ -35,18 +34,9 @@ NUM_IDS = 8
 
 
 @pytest.fixture(scope="module")
-def items(tmp_path_factory: pytest.TempPathFactory) -> list[ReIDItem]:
-    folder = tmp_path_factory.mktemp("trainer_images")
-    rng = np.random.default_rng(0)
-    out = []
-    for pid in range(NUM_IDS):
-        base = rng.integers(0, 256, (1, 1, 3))
-        for k in range(4):
-            pixels = np.clip(base + rng.integers(-40, 40, (64, 32, 3)), 0, 255).astype(np.uint8)
-            path = folder / f"{pid:04d}_c{k % 2 + 1}_{k}.png"
-            Image.fromarray(pixels).save(path)
-            out.append(ReIDItem(str(path), pid, k % 2))
-    return out
+def items(flat_colour_items: list[ReIDItem]) -> list[ReIDItem]:
+    """The shared 8-identity image set of ``tests/conftest.py`` (``NUM_IDS`` identities)."""
+    return flat_colour_items
 
 
 def make_trainer(items: list[ReIDItem], out_dir: Path, center: bool = False, **kwargs: Any) -> Trainer:
