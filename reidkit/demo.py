@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from reidkit.atomic_io import write_text_atomic
 from reidkit.data.datasets import build_dataset
 from reidkit.data.synthetic import ensure_synthreid
 from reidkit.evaluation import evaluate_rank, pairwise_distance
@@ -29,28 +30,36 @@ def _labels(items: list) -> tuple[np.ndarray, np.ndarray]:
     return np.array([i.pid for i in items]), np.array([i.camid for i in items])
 
 
-def _trained_ranked_lists(checkpoint: str, dataset: Any, metric: str, out_path: Path, height: int,
-                          width: int) -> tuple[Any, np.ndarray, list[int]]:
-    """The selected weights' ranked lists for the three best and three worst queries; returns the model, the
-    distance matrix and the chosen queries (best three, then worst three) for the heatmaps."""
-    from reidkit.data.loaders import build_test_loaders
-    from reidkit.data.transforms import build_transforms
-    from reidkit.evaluation import extract_features
-    from reidkit.export import model_from_checkpoint
+class _TrainedRanking(NamedTuple):
+    model: Any
+    distmat: np.ndarray
+    chosen: list[int]
+    mAP: float
+
+
+def _trained_ranked_lists(checkpoint: str, dataset: Any, eval_cfg: dict, out_path: Path) -> _TrainedRanking:
+    """The selected weights' ranked lists for the three best and three worst queries.
+
+    Features come from :class:`reidkit.FeatureExtractor` on the checkpoint the run tested, so the figure follows
+    the run's own protocol (its config's test transform, flip and L2 normalisation, the ``eval.metric``
+    distance): the mAP of these distances is the test mAP the run reported. Returns the model, the distances, the
+    chosen queries (best three, then worst three) for the heatmaps, and that mAP.
+    """
+    from reidkit.inference import FeatureExtractor
     from reidkit.viz.retrieval import ranked_list_figure
 
-    model = model_from_checkpoint(checkpoint)
-    transform = build_transforms({"height": height, "width": width}, train=False)
-    q_loader, g_loader = build_test_loaders(dataset.query, dataset.gallery, transform)
-    qf = extract_features(model, q_loader, progress=False)
-    gf = extract_features(model, g_loader, progress=False)
-    distmat = pairwise_distance(qf.features, gf.features, metric)
-    result = evaluate_rank(distmat, qf.pids, gf.pids, qf.camids, gf.camids)
+    extractor = FeatureExtractor(checkpoint, flip=eval_cfg["flip"])
+    qf = extractor([item.path for item in dataset.query])
+    gf = extractor([item.path for item in dataset.gallery])
+    distmat = pairwise_distance(qf, gf, eval_cfg["metric"])
+    q_pids, q_camids = _labels(dataset.query)
+    g_pids, g_camids = _labels(dataset.gallery)
+    result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
     ap = np.where(result.valid, result.ap, np.inf)
     order = np.argsort(ap, kind="stable")[: result.num_valid]
     chosen = [*order[-3:][::-1].tolist(), *order[:3].tolist()]  # best three, then worst three
     ranked_list_figure(distmat, dataset.query, dataset.gallery, chosen, k=10, ap=result.ap).savefig(out_path, dpi=110)
-    return model, distmat, chosen
+    return _TrainedRanking(extractor.model, distmat, chosen, float(result.mAP))
 
 
 def _trained_heatmaps(model: Any, dataset: Any, distmat: np.ndarray, query_indices: list[int], out_path: Path,
@@ -110,11 +119,10 @@ def run_demo(
     )
     splits = {"train": dataset.train, "query": dataset.query, "gallery": dataset.gallery}
     split_statistics_figure(splits, num_cameras=6).savefig(out_dir / "split_statistics.png", dpi=120)
-    model, distmat, chosen = _trained_ranked_lists(trained["checkpoint"], dataset, cfg["eval"]["metric"],
-                                                   out_dir / "ranked_lists.png", cfg["data"]["height"],
-                                                   cfg["data"]["width"])
-    _trained_heatmaps(model, dataset, distmat, [chosen[0], chosen[len(chosen) // 2]], out_dir / "heatmaps.png",
-                      cfg["data"]["height"], cfg["data"]["width"])  # the best query and the worst
+    ranking = _trained_ranked_lists(trained["checkpoint"], dataset, cfg["eval"], out_dir / "ranked_lists.png")
+    best, worst = ranking.chosen[0], ranking.chosen[len(ranking.chosen) // 2]
+    _trained_heatmaps(ranking.model, dataset, ranking.distmat, [best, worst], out_dir / "heatmaps.png",
+                      cfg["data"]["height"], cfg["data"]["width"])
     summary = {
         "dataset": {
             "name": "synthreid",
@@ -130,9 +138,10 @@ def run_demo(
             "epochs": cfg["train"]["epochs"],
             "split": "test",
             **{key: test[key] for key in ("mAP", "mINP", "rank1", "rank5", "rank10")},
+            "figures_mAP": ranking.mAP,  # the ranked lists' own distances: equal to mAP up to float rounding
         },
     }
-    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(summary, indent=2) + "\n")
     print(f"      test split: colour histogram mAP {100 * result.mAP:.1f}% | "
           f"trained {DEMO_CONFIG} mAP {100 * test['mAP']:.1f}%, rank-1 {100 * test['rank1']:.1f}%")
     print("      wrote identities.png, split_statistics.png, ranked_lists.png, heatmaps.png, metrics.json, train/")

@@ -68,3 +68,5 @@ def test_demo_on_tiny_writes_figures_and_metrics(tmp_path: Path, synthreid_tiny:
     assert 0.0 < trained["mAP"] <= 1.0 and 0.0 <= trained["rank1"] <= trained["rank5"] <= trained["rank10"] <= 1.0
     written = json.loads((out / "train" / "metrics.json").read_text())["test"]
     assert trained["mAP"] == written["mAP"]  # the demo reports the training run's own test evaluation
+    # and its figures rank with the same protocol: their distances give the same mAP
+    assert trained["figures_mAP"] == pytest.approx(trained["mAP"], abs=1e-4)
