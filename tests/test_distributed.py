@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,13 @@ from reidkit.engine.distributed import (
     concat_features,
     context_from_env,
     gather_features,
+    rank_flags,
+    run_on_rank0,
     shard,
     shard_bounds,
 )
 from reidkit.engine.run import per_rank_batch_size
+from reidkit.engine.trainer import loss_leaves_outputs_unused
 from reidkit.evaluation.features import Features
 
 WORLD = 2
@@ -80,6 +85,34 @@ def test_context_from_env() -> None:
         context_from_env("cpu", {"WORLD_SIZE": "2"})
     with pytest.raises(ValueError, match="WORLD_SIZE='two'"):
         context_from_env("cpu", {"WORLD_SIZE": "two"})
+
+
+def test_rank0_helpers_in_a_single_process_are_plain_calls() -> None:
+    assert run_on_rank0(lambda: {"mAP": 0.25}, DistContext()) == {"mAP": 0.25}
+
+    def failing() -> None:
+        raise KeyError("no such split")
+
+    with pytest.raises(KeyError, match="no such split"):  # the original exception, unchanged
+        run_on_rank0(failing, DistContext())
+    flags = rank_flags(torch.tensor(1.0, dtype=torch.float64), DistContext())
+    assert flags.tolist() == [1.0] and flags.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"0-d tensor, got shape \(2,\)"):
+        rank_flags(torch.zeros(2), DistContext())
+
+
+@pytest.mark.parametrize("spec, unused", [
+    ("1.0*ce + 1.0*triplet", False),  # both outputs read: DDP's default
+    ("1.0*triplet", True),  # no logits read: the classifier gets no gradient
+    ("1.0*ce", True),  # no features read
+    ("0.0*ce + 1.0*triplet", False),  # a zero weight still reads (a zero gradient, not a missing one)
+    ("1.0*focal + 5e-4*center", False),
+])
+def test_loss_leaves_outputs_unused_follows_the_inputs_the_terms_read(spec: str, unused: bool) -> None:
+    from reidkit.losses import build_loss
+
+    assert loss_leaves_outputs_unused(build_loss(spec, num_classes=4, feat_dim=8)) is unused
+    assert loss_leaves_outputs_unused(torch.nn.CrossEntropyLoss()) is False  # terms unknown: DDP's default
 
 
 def test_global_batch_is_split_over_ranks() -> None:
@@ -247,6 +280,152 @@ def test_gathered_evaluation_equals_a_single_process_evaluation(ddp_run: dict[st
     for key in ("mAP", "mINP", "rank1", "rank5", "rank10"):
         assert metrics["test"][key] == pytest.approx(expected[key], abs=1e-6), key
     assert 0.0 < metrics["test"]["mAP"] < 1.0
+
+
+# ------------------------------------------------------------- failures under DDP: every rank stops, none waits
+
+FAULT_OVERRIDES = [*OVERRIDES, "train.epochs=1", "log.every_n=1"]
+GROUP_TIMEOUT_S = 120  # a collective left waiting fails after this (gloo), instead of the default 30 minutes
+JOIN_TIMEOUT_S = 300  # the spawned run normally ends in well under a minute; past this it hangs: fail
+
+
+def _fingerprint(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """(sum, sum of squares) of every parameter in float64: equal weights give bit-equal fingerprints."""
+    return {name: torch.stack([p.double().sum(), p.double().square().sum()]) for name, p in model.named_parameters()}
+
+
+def _fault_worker(rank: int, root: str, base: str, port: int) -> None:
+    """One process of a 2-process run that exercises, in one process group: a triplet-only loss (no logits read)
+    with DDP rebuilt by unfreezing; a NaN batch on rank 1; a failure of rank 0's metric computation; a failure of
+    rank 0's first file write in ``train_run``. Each outcome is saved to ``base/faults{rank}.pt``."""
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(WORLD), "LOCAL_RANK": str(rank)})
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    import reidkit.engine.evaluator as evaluator
+    import reidkit.engine.run as run_module
+    from reidkit.engine.distributed import distributed_session
+    from reidkit.engine.run import build_run, train_run
+    from reidkit.engine.trainer import NonFiniteLossError
+
+    def outcome(fn: Any) -> str:
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 (the test asserts the type and message)
+            return f"{type(err).__name__}: {err}"
+        return "returned"
+
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=timedelta(seconds=GROUP_TIMEOUT_S))
+    results: dict[str, Any] = {}
+    with distributed_session("cpu") as ctx:
+        # (1) loss.spec=1.0*triplet; the neck frozen for the first step, so DDP is rebuilt for steps 2-3
+        cfg = load_config("synth_quick", [f"data.root={root}", *FAULT_OVERRIDES, "loss.spec=1.0*triplet",
+                                          "loss.params={}", "train.freeze_iters=1",
+                                          "train.freeze_modules=[neck]"])
+        run = build_run(cfg, Path(base) / "triplet", ctx)
+        head, conv = run.model.head.weight.detach().clone(), run.model.backbone.conv1.weight.detach().clone()
+        results["triplet_fit"] = outcome(lambda: run.trainer.fit(1, max_steps=3))
+        results["triplet"] = {
+            "step": run.trainer.step, "frozen": run.trainer.frozen,
+            "ddp_find_unused": bool(run.trainer.train_module.find_unused_parameters),
+            "head_unchanged": torch.equal(head, run.model.head.weight),
+            "backbone_trained": not torch.equal(conv, run.model.backbone.conv1.weight),
+            "fingerprint": _fingerprint(run.model)}
+        run.trainer.close()
+
+        # (2) NaN images on rank 1 at the second step; last.pt is written after every step
+        run = build_run(load_config("synth_quick", [f"data.root={root}", *FAULT_OVERRIDES]), Path(base) / "nan", ctx)
+        trainer = run.trainer
+        trainer.checkpoint_every_steps = 1
+        forward_backward = trainer._forward_backward
+
+        def poisoned(batch: Any, group_size: int, last_of_group: bool) -> Any:
+            if rank == 1 and trainer.step == 1:
+                batch = {**batch, "img": torch.full_like(torch.as_tensor(batch["img"]), float("nan"))}
+            return forward_backward(batch, group_size, last_of_group)
+
+        trainer._forward_backward = poisoned  # type: ignore[method-assign]
+        results["nan"] = outcome(lambda: trainer.fit(1))
+        results["nan_is_non_finite_error"] = results["nan"].startswith(NonFiniteLossError.__name__)
+
+        # (3) rank 0's metric computation fails after the features were gathered
+        def broken_rank_features(*args: Any, **kwargs: Any) -> Any:
+            raise ValueError("injected metric failure")
+
+        if rank == 0:
+            evaluator.rank_features = broken_rank_features
+        results["evaluate"] = outcome(lambda: trainer.evaluate(*run.validation_loaders()))
+
+        # (4) rank 0 cannot write config.yaml, the first thing train_run does
+        def full_disk(*args: Any, **kwargs: Any) -> None:
+            raise OSError("injected: no space left on device")
+
+        if rank == 0:
+            run_module.write_text_atomic = full_disk
+        results["train_run"] = outcome(lambda: train_run(run))
+    dist.destroy_process_group()
+    torch.save(results, Path(base) / f"faults{rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def ddp_faults(synthreid_tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("ddp_faults")
+    processes = mp.spawn(_fault_worker, args=(str(synthreid_tiny), str(base), _free_ports(1)[0]), nprocs=WORLD,
+                         join=False)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while not processes.join(timeout=max(deadline - time.monotonic(), 0.1)):
+        if time.monotonic() > deadline:
+            for process in processes.processes:
+                process.kill()
+            pytest.fail(f"the 2-process run did not end within {JOIN_TIMEOUT_S} s: a rank is waiting for another")
+    return {"base": base, "ranks": [torch.load(base / f"faults{r}.pt", weights_only=True) for r in range(WORLD)]}
+
+
+def test_triplet_only_loss_trains_under_ddp_also_after_unfreezing(ddp_faults: dict[str, Any]) -> None:
+    r0, r1 = ddp_faults["ranks"]
+    assert r0["triplet_fit"] == r1["triplet_fit"] == "returned"
+    for rank in (r0, r1):
+        assert rank["triplet"]["step"] == 3 and rank["triplet"]["frozen"] is False  # unfrozen: DDP was rebuilt
+        assert rank["triplet"]["ddp_find_unused"] is True  # the rebuilt wrapper follows the same rule
+        assert rank["triplet"]["head_unchanged"] is True  # the classifier got no gradient: left as it was
+        assert rank["triplet"]["backbone_trained"] is True
+    a, b = r0["triplet"]["fingerprint"], r1["triplet"]["fingerprint"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the ranks stayed in step
+    saved = torch.load(ddp_faults["base"] / "triplet" / "last.pt", weights_only=True)
+    assert saved["step"] == 3
+
+
+def test_nan_on_rank_1_stops_every_rank_and_nothing_is_written_after_the_bad_step(ddp_faults: dict[str, Any]) -> None:
+    last = ddp_faults["base"] / "nan" / "last.pt"
+    for rank, result in enumerate(ddp_faults["ranks"]):
+        message = result["nan"]
+        assert result["nan_is_non_finite_error"] is True, message
+        assert "non-finite loss on rank 1 (of 2) at epoch 1, step 2 (batch 2/" in message
+        assert f"the last good checkpoint is {last}" in message and "Read back when 2 steps were done" in message
+        here = "batch 2 had loss nan" if rank == 1 else "every loss of the step was finite"
+        assert f"here, on rank {rank}, {here}" in message
+    state = torch.load(last, weights_only=True)
+    assert state["step"] == 1  # written after step 1; step 2 (the bad one) was never saved
+    tensors = [*state["model"].values(), *state["ema"].values()] if state["ema"] else list(state["model"].values())
+    tensors += [v for s in state["optimizer"]["state"].values() for v in s.values() if torch.is_tensor(v)]
+    assert tensors and all(torch.isfinite(t).all() for t in tensors if t.is_floating_point())
+    records = [json.loads(line) for line in (ddp_faults["base"] / "nan" / "log.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["step"]) for r in records] == [("step", 1)]  # nothing logged after the bad step
+
+
+def test_a_failure_of_rank_0_s_metric_computation_reaches_rank_1(ddp_faults: dict[str, Any]) -> None:
+    r0, r1 = ddp_faults["ranks"]
+    assert r0["evaluate"] == "ValueError: injected metric failure"  # rank 0 re-raises its own error
+    assert r1["evaluate"].startswith("RuntimeError: rank 0 failed and rank 1 stops with it")
+    assert r1["evaluate"].endswith("ValueError: injected metric failure")
+
+
+def test_a_failed_write_on_rank_0_in_train_run_reaches_rank_1(ddp_faults: dict[str, Any]) -> None:
+    r0, r1 = ddp_faults["ranks"]
+    assert r0["train_run"] == "OSError: injected: no space left on device"
+    assert r1["train_run"].startswith("RuntimeError: rank 0 failed and rank 1 stops with it")
+    assert r1["train_run"].endswith("OSError: injected: no space left on device")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -619,6 +619,23 @@ def test_nan_found_a_step_late_names_the_bad_micro_batch_and_nothing_is_written_
     assert not (tmp_path / "last.pt").exists()
 
 
+@pytest.mark.parametrize("spec, given, expected", [
+    ("ce + triplet", None, False),  # both outputs read: DDP's default (no graph walk per step)
+    ("triplet", None, True),  # no logits read: the classifier gets no gradient
+    ("ce", None, True),  # no features read
+    ("triplet", False, False),  # an explicit choice wins
+])
+def test_find_unused_parameters_follows_the_loss_unless_given(tmp_path: Path, spec: str, given: bool | None,
+                                                              expected: bool) -> None:
+    model = ToyModel()
+    trainer = Trainer(model, build_loss(spec), torch.optim.SGD(model.parameters(), lr=0.1), None,
+                      ListLoader(toy_batches([4])), out_dir=tmp_path, device="cpu", progress=False,
+                      find_unused_parameters=given)
+    trainer.close()
+    assert trainer.find_unused_parameters is expected
+    assert trainer.train_module is model  # a single process: no DDP wrapper, the flag has no effect
+
+
 # ------------------------------------------------------------------------------------------- cudnn.benchmark
 
 

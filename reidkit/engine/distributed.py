@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +41,8 @@ __all__ = [
     "context_from_env",
     "distributed_session",
     "gather_features",
+    "rank_flags",
+    "run_on_rank0",
     "shard",
     "shard_bounds",
 ]
@@ -235,3 +237,50 @@ def broadcast_buffers_(module: nn.Module, ctx: DistContext) -> None:
         return
     for buffer in module.buffers():
         dist.broadcast(buffer, src=0)
+
+
+def run_on_rank0(fn: Callable[[], T], ctx: DistContext) -> T:
+    """Call ``fn`` on rank 0 only and return its result on every rank (broadcast, so it must be picklable).
+
+    For the rank-0-only work that the other ranks then wait for at a collective (metrics computed from gathered
+    features, a checkpoint or a file of the run): when ``fn`` raises an :class:`Exception` on rank 0, rank 0
+    broadcasts ``{"error": "<type>: <message>"}`` in place of ``{"result": ...}`` and re-raises its original
+    exception, and every other rank raises a :class:`RuntimeError` naming it, at once, instead of waiting at the
+    next collective until the process group times out. Every rank must call it at the same point.
+    Single-process: ``fn()``, its exceptions unchanged.
+
+    Raises:
+        RuntimeError: on a rank other than 0, when ``fn`` failed on rank 0.
+    """
+    if not ctx.distributed:
+        return fn()
+    if ctx.is_main:
+        try:
+            value = fn()
+        except Exception as err:
+            broadcast_object({"error": f"{type(err).__name__}: {err}"}, ctx)
+            raise
+        broadcast_object({"result": value}, ctx)
+        return value
+    answer: dict[str, Any] = broadcast_object(None, ctx)  # type: ignore[arg-type]
+    if "error" in answer:
+        raise RuntimeError(f"rank 0 failed and rank {ctx.rank} stops with it (instead of waiting for rank 0 at "
+                           f"the next collective): {answer['error']}")
+    return answer["result"]  # type: ignore[no-any-return]
+
+
+def rank_flags(flag: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Every rank's ``flag`` (a 0-d tensor) as one vector of ``world_size`` entries in rank order, on every rank.
+
+    A device collective (an ``all_reduce`` sum of one-hot vectors, in ``flag``'s dtype and on its device) that does
+    not wait for the host: on CUDA the result stays on the device until read. Every rank must call it at the same
+    point. Single-process: ``flag`` as a 1-entry vector.
+    """
+    if flag.ndim != 0:
+        raise ValueError(f"rank_flags takes a 0-d tensor, got shape {tuple(flag.shape)}")
+    if not ctx.distributed:
+        return flag.reshape(1)
+    flags = torch.zeros(ctx.world_size, dtype=flag.dtype, device=flag.device)
+    flags[ctx.rank] = flag
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return flags

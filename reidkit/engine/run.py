@@ -20,7 +20,9 @@ Data-parallel runs: ``torchrun --nproc_per_node N -m reidkit train --config C`` 
 processes (:mod:`reidkit.engine.distributed`): ``data.batch_size`` is the **global** P×K batch, each rank draws
 ``batch_size / N`` images per step (a multiple of ``data.num_instances``) from its share of the common epoch plan;
 only rank 0 writes ``config.yaml``, checkpoints, the log and ``metrics.json``; validation and test features are
-extracted by every rank on its share and gathered on rank 0, which computes the metrics.
+extracted by every rank on its share and gathered on rank 0, which computes the metrics. When such rank-0-only
+work fails, every rank raises at once (:func:`~reidkit.engine.distributed.run_on_rank0`: rank 0 its own error, the
+others a ``RuntimeError`` naming it) rather than waiting for rank 0 at the next collective.
 
 SynthReID roots: ``data.name: synthreid`` with ``data.root: "synthreid:PRESET"`` or ``"synthreid:PRESET:SEED"``
 (e.g. ``synthreid:small``) generates the dataset on first use with
@@ -43,7 +45,7 @@ import torch
 from torch import nn
 
 from reidkit.atomic_io import write_text_atomic
-from reidkit.engine.distributed import DistContext, barrier, broadcast_object, distributed_session, shard
+from reidkit.engine.distributed import DistContext, distributed_session, run_on_rank0, shard
 from reidkit.engine.loggers import LogSinks
 from reidkit.engine.run_log import RunLog
 from reidkit.engine.trainer import EvalSettings, Trainer, build_center_optimizer, center_parameters
@@ -364,8 +366,9 @@ def train_run(run: Run, resume: str | os.PathLike[str] | None = None) -> dict[st
 
     trainer, ctx = run.trainer, run.dist
     try:
-        if ctx.is_main:
-            write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg))
+        # rank-0-only work goes through run_on_rank0: a failure there raises on every rank at once, instead of
+        # leaving the others waiting at the next collective until the process group times out
+        run_on_rank0(lambda: write_text_atomic(run.out_dir / "config.yaml", dump_config(run.cfg)), ctx)
         if resume is not None:
             path = Path(resume).expanduser()
             if not path.is_file():
@@ -374,15 +377,15 @@ def train_run(run: Run, resume: str | os.PathLike[str] | None = None) -> dict[st
         validation = run.validation_loaders()
         evaluate_every = max(run.cfg["train"]["eval_every"], 1) if validation is not None else None
         records = trainer.fit(run.cfg["train"]["epochs"], evaluate_every=evaluate_every, validation=validation)
-        barrier(ctx)  # rank 0 has written best.pt / last.pt
         best = run.out_dir / "best.pt"
         tested = run.out_dir / "last.pt"
-        has_best = broadcast_object(best.is_file() if ctx.is_main else None, ctx)  # rank 0 sees the files
+        has_best = run_on_rank0(best.is_file, ctx)  # rank 0 answers once fit has written best.pt / last.pt
         if run.selection in ("val", "test") and has_best:
             _load_selected_weights(run, best)
             tested = best
         test = evaluate_test(run)
-        trainer.log.write({"kind": "test", "epoch": trainer.epoch - 1, "step": trainer.step, **test})
+        run_on_rank0(lambda: trainer.log.write({"kind": "test", "epoch": trainer.epoch - 1, "step": trainer.step,
+                                                **test}), ctx)
     finally:
         trainer.close()
 
@@ -405,6 +408,5 @@ def train_run(run: Run, resume: str | os.PathLike[str] | None = None) -> dict[st
         "resumed_from": None if resume is None else str(resume),
         "notes": run.notes,
     }
-    if ctx.is_main:
-        write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    run_on_rank0(lambda: write_text_atomic(run.out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n"), ctx)
     return metrics

@@ -30,7 +30,13 @@ Data parallel (:mod:`reidkit.engine.distributed`): pass a :class:`~reidkit.engin
 ``world_size > 1`` and the model is wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` for the training
 forward (rebuilt when freezing changes which parameters train); the loss's own parameters (centres) have their
 gradients averaged over the ranks by hand. ``self.model`` stays the plain module, so checkpoints hold its keys (no
-``module.`` prefix) and resume works the same with or without DDP. Only rank 0 writes checkpoints and logs.
+``module.`` prefix) and resume works the same with or without DDP. Only rank 0 writes checkpoints and logs; a
+failure of those writes (checkpoints, epoch and validation records) or of the validation metrics, which only rank 0
+computes, is broadcast so that every rank raises (:func:`~reidkit.engine.distributed.run_on_rank0`) instead of
+waiting at the next collective. DDP's ``find_unused_parameters`` is on when the loss reads only the logits or only
+the features (:func:`loss_leaves_outputs_unused`, e.g. ``loss.spec: 1.0*triplet``), also when freezing rebuilds it.
+A non-finite loss on any rank stops every rank at the same step: each step all-reduces one flag per rank (a device
+collective, see below), so no rank writes weights that DDP has averaged with another rank's NaN gradients.
 ``torch.compile`` compiles the module's forward in place (``nn.Module.compile``: keys stay free of ``_orig_mod.``).
 
 No per-step host synchronisation: a step's loss terms (and, when clipping, the gradient norm) stay on the device;
@@ -41,8 +47,11 @@ device) once the next step is queued, or earlier when something needs them: a ch
 their step is read, with the values (learning rates included) of that step. A NaN/Inf loss is therefore found one
 step late: the optimiser step of the bad batch, and the next one, may already be applied to the weights in memory,
 but every pending step is checked before any record or checkpoint is written, so nothing is ever written after the
-bad step. On the CPU the same path runs with plain tensors (no events). ``cudnn_benchmark`` (default on) sets
-``torch.backends.cudnn.benchmark`` when the trainer is on CUDA (cuDNN times its algorithms per input shape).
+bad step. Under DDP the copy also holds every rank's "non-finite" flag of the step, all-reduced on the device
+(:func:`~reidkit.engine.distributed.rank_flags`), so every rank finds a bad step of any rank at the same read and
+raises :class:`NonFiniteLossError` naming the rank(s). On the CPU the same path runs with plain tensors (no
+events). ``cudnn_benchmark`` (default on) sets ``torch.backends.cudnn.benchmark`` when the trainer is on CUDA (cuDNN
+times its algorithms per input shape).
 """
 from __future__ import annotations
 
@@ -64,8 +73,9 @@ from reidkit.engine.distributed import (
     DistContext,
     all_reduce_mean_,
     broadcast_buffers_,
-    broadcast_object,
     gather_features,
+    rank_flags,
+    run_on_rank0,
 )
 from reidkit.engine.ema import ModelEMA
 from reidkit.engine.loggers import LogSink, LogSinks
@@ -76,7 +86,7 @@ if TYPE_CHECKING:
     from reidkit.evaluation.features import Features
 
 __all__ = ["AMP_MODES", "CHECKPOINT_FORMAT", "EvalSettings", "NonFiniteLossError", "Trainer",
-           "build_center_optimizer", "center_parameters"]
+           "build_center_optimizer", "center_parameters", "loss_leaves_outputs_unused"]
 
 AMP_MODES: tuple[str, ...] = ("off", "bf16", "fp16")
 CHECKPOINT_FORMAT = "reidkit-trainer-1"
@@ -126,13 +136,15 @@ def _to_host(tensor: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class _StepNumbers:
     """What :meth:`_PendingStep.result` reads: per micro-batch the total loss, the loss terms and the pids; the
-    step's gradient norm before clipping (``None`` without clipping). A non-finite total is found here, on the host,
-    from the copied value (no device-side flag is needed)."""
+    step's gradient norm before clipping (``None`` without clipping); under DDP the ranks whose step had a non-finite
+    total (``bad_ranks``, from the step's all-reduced flags; always empty in a single process, where a non-finite
+    total is found from the copied totals themselves)."""
 
     totals: list[float]
     terms: list[dict[str, float]]
     pids: list[list[int]]
     grad_norm: float | None
+    bad_ranks: list[int]
 
 
 @dataclass
@@ -140,7 +152,9 @@ class _PendingStep:
     """One optimiser step's numbers on their way to the host (see the module docstring).
 
     ``values``: host copy of ``[total, *terms]`` (float64, in ``keys[i]`` order) of each micro-batch ``i`` of the
-    step, then the gradient norm (before clipping) when ``has_grad_norm``; ``pids``: host copy of the micro-batches' pids,
+    step, then the gradient norm (before clipping) when ``has_grad_norm``, then ``num_rank_flags`` (the world size
+    under DDP, else 0) flags, one per rank, non-zero where that rank's step had a non-finite total (all-reduced,
+    the same on every rank); ``pids``: host copy of the micro-batches' pids,
     concatenated (``sizes[i]`` each). On CUDA both are pinned buffers filled by ``non_blocking`` copies that
     ``event`` follows (``None`` on the CPU). ``lrs``: the learning rates after the step when it is a log step.
     """
@@ -156,6 +170,7 @@ class _PendingStep:
     has_grad_norm: bool
     lrs: list[float] | None
     event: torch.cuda.Event | None
+    num_rank_flags: int = 0
 
     def result(self) -> _StepNumbers:
         """The step's numbers as Python values, after waiting for this step's event only: the one place where the
@@ -172,7 +187,11 @@ class _PendingStep:
             pids.append(all_pids[start:start + size])
             offset += 1 + len(keys)
             start += size
-        return _StepNumbers(totals, terms, pids, flat[offset] if self.has_grad_norm else None)
+        grad_norm = None
+        if self.has_grad_norm:
+            grad_norm, offset = flat[offset], offset + 1
+        flags = flat[offset:offset + self.num_rank_flags]
+        return _StepNumbers(totals, terms, pids, grad_norm, [rank for rank, flag in enumerate(flags) if flag != 0])
 
 
 @dataclass(frozen=True)
@@ -248,6 +267,28 @@ def build_center_optimizer(loss: nn.Module, lr: float) -> torch.optim.SGD | None
     return torch.optim.SGD(groups, lr=float(lr), momentum=0.0, weight_decay=0.0)
 
 
+def loss_leaves_outputs_unused(loss: nn.Module) -> bool:
+    """Whether ``loss`` (a :class:`~reidkit.losses.CombinedLoss`) reads only one of the model's two training outputs,
+    the logits (``ce``, ``focal``) or the features (``triplet``, ``center``, ...), each term by its ``input_kind``.
+
+    Then the parameters that only the other output depends on (the classifier when no term reads logits; the
+    BNNeck or a branch that feeds only the logits when no term reads features) get no gradient, and
+    :class:`~torch.nn.parallel.DistributedDataParallel` needs ``find_unused_parameters=True``. A zero-weight term
+    still reads its input (its gradient is zero, not missing). ``False`` for a loss that does not declare its terms
+    (no ``terms``/``losses``), which keeps DDP's default.
+
+    With the flag, DDP passes the outputs through its ``_DDPSink``, which gives an output the loss leaves unused an
+    undefined gradient that the reducer skips. DDP may still warn that it "did not find any unused parameters in the
+    forward pass": its search starts from every returned output, and the classifier is reachable from the logits;
+    the warning is a false positive here.
+    """
+    terms, modules = getattr(loss, "terms", None), getattr(loss, "losses", None)
+    if terms is None or modules is None:
+        return False
+    kinds = {getattr(modules[term.key], "input_kind", "features") for term in terms}
+    return kinds != {"logits", "features"}
+
+
 def center_parameters(loss: nn.Module) -> list[nn.Parameter]:
     """The centres :func:`build_center_optimizer` would update (to keep them out of the main optimiser)."""
     from reidkit.losses.center import CenterLoss
@@ -289,6 +330,13 @@ class Trainer:
         cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark`` to this (cuDNN times its convolution
             algorithms for each new input shape and keeps the fastest; a process-wide setting). No effect elsewhere.
         dist: this process's place in a data-parallel run (default: single process).
+        find_unused_parameters: passed to :class:`~torch.nn.parallel.DistributedDataParallel` (every time it is
+            built, also when freezing rebuilds it). ``None`` (default): :func:`loss_leaves_outputs_unused`, i.e.
+            ``True`` when the loss reads only the logits or only the features (e.g. ``loss.spec: 1.0*triplet``
+            leaves the classifier without a gradient, and DDP without it fails on the second step: "Expected to have
+            finished reduction in the prior iteration"); ``False`` otherwise, which saves DDP a walk of the autograd
+            graph every step. Pass ``True`` for a model with parameters that a loss reading both leaves unused.
+            No effect in a single process.
         log: the sink of the records, e.g. :func:`reidkit.engine.loggers.build_loggers` (default: a
             :class:`~reidkit.engine.run_log.RunLog` on ``out_dir/log.jsonl``); ranks other than 0 never log.
         out_dir: checkpoints and ``log.jsonl`` go here (written by rank 0 only).
@@ -325,6 +373,7 @@ class Trainer:
         sync_bn: bool = False,
         cudnn_benchmark: bool = True,
         dist: DistContext | None = None,
+        find_unused_parameters: bool | None = None,
         log: LogSink | None = None,
         log_every: int = 20,
         checkpoint_every: int = 1,
@@ -425,6 +474,8 @@ class Trainer:
         self._epoch_batches = 0
         self._pending: deque[_PendingStep] = deque()  # steps whose numbers are still on their way to the host
         self._bar: Any = None  # the progress bar of the running fit (its postfix shows the last logged loss)
+        self.find_unused_parameters = (loss_leaves_outputs_unused(self.loss) if find_unused_parameters is None
+                                       else bool(find_unused_parameters))
         self.train_module: nn.Module = self.model
         self._wrap_for_training()
 
@@ -441,14 +492,16 @@ class Trainer:
 
     def _wrap_for_training(self) -> None:
         """``train_module``: the model, or a :class:`DistributedDataParallel` over it (rebuilt whenever freezing
-        changes which parameters train, so that DDP's reducer holds exactly the trainable ones)."""
+        changes which parameters train, so that DDP's reducer holds exactly the trainable ones), with
+        ``find_unused_parameters`` = :attr:`find_unused_parameters` every time it is built."""
         if not self.dist.distributed:
             self.train_module = self.model
             return
         from torch.nn.parallel import DistributedDataParallel
 
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        self.train_module = DistributedDataParallel(self.model, device_ids=device_ids)
+        self.train_module = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                    find_unused_parameters=self.find_unused_parameters)
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint content (tensors and plain types only, loadable with ``weights_only=True``)."""
@@ -491,11 +544,11 @@ class Trainer:
         """Write :meth:`state_dict` atomically to ``out_dir/name`` (rank 0 only); returns the path.
 
         The steps still pending are read back first (a non-finite loss among them raises
-        :class:`NonFiniteLossError` and nothing is written)."""
+        :class:`NonFiniteLossError` and nothing is written). Under DDP every rank must call it: rank 0 writes
+        through :func:`~reidkit.engine.distributed.run_on_rank0`, so a failed write raises on every rank."""
         self._read_pending()
         path = self.out_dir / name
-        if self.dist.is_main:
-            save_checkpoint(self.state_dict(), path)
+        run_on_rank0(lambda: save_checkpoint(self.state_dict(), path), self.dist)
         self.last_checkpoint = path
         return path
 
@@ -641,6 +694,12 @@ class Trainer:
         parts = [numbers for _, numbers, _ in micro]
         if grad_norm is not None:
             parts.append(grad_norm.detach().reshape(1).to(torch.float64))
+        num_rank_flags = 0
+        if self.dist.distributed:  # DDP averaged any rank's NaN into every rank's weights: every rank must stop
+            totals = torch.stack([numbers[0] for _, numbers, _ in micro])
+            bad = (~torch.isfinite(totals).all()).to(torch.float64)
+            parts.append(rank_flags(bad, self.dist))  # a device all-reduce that every rank runs at this step
+            num_rank_flags = self.dist.world_size
         values = _to_host(torch.cat(parts))
         pids = _to_host(torch.cat([p for _, _, p in micro]))
         event = None
@@ -651,18 +710,22 @@ class Trainer:
             epoch=epoch, step=self.step, first_index=first_index, num_batches=num_batches,
             keys=tuple(keys for keys, _, _ in micro), sizes=tuple(p.numel() for _, _, p in micro), values=values,
             pids=pids, has_grad_norm=grad_norm is not None,
-            lrs=self.lrs() if self.step % self.log_every == 0 else None, event=event))
+            lrs=self.lrs() if self.step % self.log_every == 0 else None, event=event, num_rank_flags=num_rank_flags))
 
     def _read_pending(self, keep: int = 0) -> None:
         """Read back the pending steps but the newest ``keep``, oldest first: check every micro-batch's loss, add
         its terms to the epoch's sums, keep the gradient norm and write the step record of a log step.
 
         Raises:
-            NonFiniteLossError: a NaN/Inf loss. Neither that step nor a later one is logged or checkpointed.
+            NonFiniteLossError: a NaN/Inf loss; under DDP on every rank when any rank's loss was (the step's
+                all-reduced flags say which). Neither that step nor a later one is logged or checkpointed.
         """
         while len(self._pending) > keep:
             pending = self._pending.popleft()
             numbers = pending.result()
+            if numbers.bad_ranks:
+                self._pending.clear()
+                raise self._non_finite_ddp_error(pending, numbers)
             for row, total in enumerate(numbers.totals):
                 if not math.isfinite(total):
                     self._pending.clear()  # the later steps trained on the bad update
@@ -690,6 +753,28 @@ class Trainer:
             f"{numbers.pids[row]}; loss terms: {numbers.terms[row]}; {where}. Read back when {self.step} steps were "
             "done (losses are read one step late so that the device never waits): the weights in memory may hold "
             "the update of this step, but no record or checkpoint was written after it")
+
+    def _non_finite_ddp_error(self, pending: _PendingStep, numbers: _StepNumbers) -> NonFiniteLossError:
+        """The error every rank raises when some rank's step had a non-finite loss (see :meth:`_read_pending`)."""
+        where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
+                 else "no checkpoint was written yet")
+        ranks = numbers.bad_ranks
+        who = f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
+        first, last = pending.first_index + 1, pending.first_index + len(numbers.totals)
+        batches = f"batch {first}" if first == last else f"batches {first}-{last}"
+        bad_rows = [row for row, total in enumerate(numbers.totals) if not math.isfinite(total)]
+        if bad_rows:
+            row = bad_rows[0]
+            here = (f"here, on rank {self.dist.rank}, batch {pending.first_index + row + 1} had loss "
+                    f"{numbers.totals[row]}, batch pids: {numbers.pids[row]}; loss terms: {numbers.terms[row]}")
+        else:
+            here = f"here, on rank {self.dist.rank}, every loss of the step was finite"
+        return NonFiniteLossError(
+            f"non-finite loss on {who} (of {self.dist.world_size}) at epoch {pending.epoch}, step {pending.step} "
+            f"({batches}/{pending.num_batches} of the epoch); {here}; every rank stops, since DDP averaged the bad "
+            f"gradients into every rank's weights; {where}. Read back when {self.step} steps were done (losses are "
+            "read one step late so that the device never waits): the weights in memory may hold the update of this "
+            "step, but no record or checkpoint was written after it on any rank")
 
     # ------------------------------------------------------------------------------------------ fit
 
@@ -721,7 +806,8 @@ class Trainer:
 
         Raises:
             NonFiniteLossError: a NaN/Inf loss, found when its step is read back (one step late, see the module
-                docstring); nothing is written for that step or after it.
+                docstring); nothing is written for that step or after it. Under DDP a bad loss on any rank raises on
+                every rank, at the same step.
         """
         from tqdm.auto import tqdm
 
@@ -796,11 +882,12 @@ class Trainer:
         }
         self.epoch, self.batch_in_epoch = epoch + 1, 0
         self._epoch_sums, self._epoch_batches = {}, 0
-        self.log.write(record)
+        run_on_rank0(lambda: self.log.write(record), self.dist)  # a failed write stops every rank
         if validation is not None and evaluate_every is not None and (epoch % evaluate_every == 0
                                                                       or epoch == epochs):
             metrics = self.evaluate(*validation, split="validation")
-            self.log.write({"kind": "eval", "epoch": epoch, "step": self.step, **metrics})
+            run_on_rank0(lambda: self.log.write({"kind": "eval", "epoch": epoch, "step": self.step, **metrics}),
+                         self.dist)
             record["eval"] = metrics
             if self.best_metric is None or metrics["mAP"] > self.best_metric:
                 self.best_metric, self.best_epoch = float(metrics["mAP"]), epoch
@@ -816,7 +903,8 @@ class Trainer:
 
         Under DDP each rank passes loaders of its share of the query and gallery; the evaluated model's buffers are
         first set to rank 0's, rank 0 gathers the features in rank order, computes the metrics and broadcasts them,
-        so every rank returns the same dict.
+        so every rank returns the same dict (or, when the computation fails on rank 0, every rank raises:
+        :func:`~reidkit.engine.distributed.run_on_rank0`).
         ``split`` is recorded with the numbers (``"validation"`` for model selection, ``"test"`` at the end).
         """
         from reidkit.evaluation import extract_features
@@ -827,15 +915,16 @@ class Trainer:
         local = [extract_features(model, loader, flip=settings.flip, normalize=settings.l2_normalize,
                                   device=self.device, progress=False) for loader in (query_loader, gallery_loader)]
         query, gallery = (gather_features(part, self.dist) for part in local)
-        metrics: dict[str, Any] | None = None
-        if query is not None and gallery is not None:  # rank 0 (or a single process)
+
+        def rank_metrics() -> dict[str, Any]:  # rank 0 (or a single process), which holds the gathered features
+            assert query is not None and gallery is not None
             result = settings.rank(query, gallery, device=self.device)
             cmc = result.cmc
-            metrics = {"split": split, "mAP": float(result.mAP), "mINP": float(result.mINP),
-                       **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
-        metrics = broadcast_object(metrics, self.dist)
+            return {"split": split, "mAP": float(result.mAP), "mINP": float(result.mINP),
+                    **{f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if len(cmc) >= k}}
+
+        metrics = run_on_rank0(rank_metrics, self.dist)  # an error on rank 0 reaches every rank
         self.train_mode()
-        assert metrics is not None
         return metrics
 
     def close(self) -> None:
