@@ -32,6 +32,7 @@ def _labels(items: list) -> tuple[np.ndarray, np.ndarray]:
 
 class _TrainedRanking(NamedTuple):
     model: Any
+    transform: Any  # the run's test transform (PIL image -> model-ready tensor), FeatureExtractor.transform
     distmat: np.ndarray
     chosen: list[int]
     mAP: float
@@ -41,9 +42,9 @@ def _trained_ranked_lists(checkpoint: str, dataset: Any, eval_cfg: dict, out_pat
     """The selected weights' ranked lists for the three best and three worst queries.
 
     Features come from :class:`reidkit.FeatureExtractor` on the checkpoint the run tested, so the figure follows
-    the run's own protocol (its config's test transform, flip and L2 normalisation, the ``eval.metric``
-    distance): the mAP of these distances is the test mAP the run reported. Returns the model, the distances, the
-    chosen queries (best three, then worst three) for the heatmaps, and that mAP.
+    the run's own protocol (its config's test transform, flip and ``eval.normalize``, the ``eval.metric``
+    distance): the mAP of these distances is the test mAP the run reported. Returns the model, its test transform,
+    the distances, the chosen queries (best three, then worst three) for the heatmaps, and that mAP.
     """
     from reidkit.inference import FeatureExtractor
     from reidkit.viz.retrieval import ranked_list_figure
@@ -59,18 +60,19 @@ def _trained_ranked_lists(checkpoint: str, dataset: Any, eval_cfg: dict, out_pat
     order = np.argsort(ap, kind="stable")[: result.num_valid]
     chosen = [*order[-3:][::-1].tolist(), *order[:3].tolist()]  # best three, then worst three
     ranked_list_figure(distmat, dataset.query, dataset.gallery, chosen, k=10, ap=result.ap).savefig(out_path, dpi=110)
-    return _TrainedRanking(extractor.model, distmat, chosen, float(result.mAP))
+    return _TrainedRanking(extractor.model, extractor.transform, distmat, chosen, float(result.mAP))
 
 
-def _trained_heatmaps(model: Any, dataset: Any, distmat: np.ndarray, query_indices: list[int], out_path: Path,
-                      height: int, width: int) -> None:
+def _trained_heatmaps(model: Any, transform: Any, dataset: Any, distmat: np.ndarray, query_indices: list[int],
+                      out_path: Path) -> None:
     """LayerCAM (similarity target, last stage) of the trained model: each query beside its best-ranked true
-    match and its best-ranked wrong match, both overlays side by side. LayerCAM rather than Grad-CAM: at the high
+    match and its best-ranked wrong match, both overlays side by side. The images go through ``transform``, the
+    run's own test pipeline (what the ranked lists were computed from). LayerCAM rather than Grad-CAM: at the high
     cosine similarities of re-ID pairs, Grad-CAM's channel-averaged weights are often negative everywhere and its
     map comes out empty; LayerCAM weighs each cell by its own positive gradient."""
     from reidkit.viz.heatmap_explorer import HeatmapSource, match_heatmaps_figure
 
-    source = HeatmapSource(model, dataset.query, dataset.gallery, height=height, width=width)
+    source = HeatmapSource(model, dataset.query, dataset.gallery, transform=transform)
     match_heatmaps_figure(source, distmat, query_indices, method="layercam").savefig(out_path, dpi=110)
 
 
@@ -121,8 +123,8 @@ def run_demo(
     split_statistics_figure(splits, num_cameras=6).savefig(out_dir / "split_statistics.png", dpi=120)
     ranking = _trained_ranked_lists(trained["checkpoint"], dataset, cfg["eval"], out_dir / "ranked_lists.png")
     best, worst = ranking.chosen[0], ranking.chosen[len(ranking.chosen) // 2]
-    _trained_heatmaps(ranking.model, dataset, ranking.distmat, [best, worst], out_dir / "heatmaps.png",
-                      cfg["data"]["height"], cfg["data"]["width"])
+    _trained_heatmaps(ranking.model, ranking.transform, dataset, ranking.distmat, [best, worst],
+                      out_dir / "heatmaps.png")
     summary = {
         "dataset": {
             "name": "synthreid",

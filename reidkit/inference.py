@@ -3,8 +3,8 @@
 ::
 
     extractor = rk.FeatureExtractor("runs/synth_quick")             # a run folder, or ".../best.pt", or a config
-    feats = extractor(["a.jpg", "b.jpg"])                           # (2, D) float32, each row of L2 norm 1
-    cos = feats @ feats.T                                           # cosine similarities
+    feats = extractor(["a.jpg", "b.jpg"])                           # (2, D) float32, as the run evaluated them
+    dist = rk.pairwise_distance(feats, feats, extractor.metric)     # the run's own distance
 
 What is loaded, from the first argument ``source``:
 
@@ -27,8 +27,12 @@ Preprocessing is exactly the config's **test transform** (``build_transforms(dat
 resize to ``data.height × data.width``, ``ToTensor``, normalise), with the normalisation left to the model when it
 has its own ``input_norm`` (as :func:`~reidkit.engine.run.build_run` does). The feature is the model's eval output;
 with ``flip=True`` it is ``(f(x) + f(mirror(x))) / 2`` averaged before normalisation (as
-:func:`~reidkit.evaluation.extract_features`), then each row is L2-normalised, so ``a @ b.T`` is the cosine
-similarity and ``‖a − b‖² = 2 − 2 cos``.
+:func:`~reidkit.evaluation.extract_features`). Each row is then L2-normalised when the config's evaluation does it:
+``normalize=None`` (the default) follows ``resolve_normalize(eval.normalize, eval.metric)``
+(:func:`~reidkit.engine.evaluator.resolve_normalize`, the rule :meth:`Trainer.evaluate
+<reidkit.engine.trainer.Trainer.evaluate>` applies), so the features are the ones the run's test numbers were
+computed from; ``normalize=True`` / ``False`` overrides it. Normalised rows give ``a @ b.T`` = cosine similarity and
+``‖a − b‖² = 2 − 2 cos``; :attr:`FeatureExtractor.metric` is the config's ``eval.metric``.
 """
 from __future__ import annotations
 
@@ -252,7 +256,7 @@ def _as_items(images: ImageInput | Sequence[ImageInput]) -> list[Any]:
 # the extractor
 # --------------------------------------------------------------------------------------------------------------
 class FeatureExtractor:
-    """L2-normalised retrieval features of images, from a checkpoint, a run folder or a config (module docstring).
+    """Retrieval features of images, from a checkpoint, a run folder or a config (module docstring).
 
     Args:
         source: a training checkpoint path, a run folder, a shipped recipe name, a ``.yaml`` path or a config
@@ -261,9 +265,11 @@ class FeatureExtractor:
         device: where the model runs; default CUDA when available, else CPU.
         flip: average the features of each image and its mirror image (test-time augmentation).
         batch_size: images per forward pass; default the config's ``data.test_batch_size``.
+        normalize: L2-normalise each feature row; ``None`` (default): as the config's evaluation,
+            ``resolve_normalize(eval.normalize, eval.metric)`` (:func:`~reidkit.engine.evaluator.resolve_normalize`).
 
-    Call it with one image or a list (:data:`ImageInput`); it returns an ``(N, D)`` float32 CPU tensor whose rows
-    have L2 norm 1, in input order.
+    Call it with one image or a list (:data:`ImageInput`); it returns an ``(N, D)`` float32 CPU tensor, in input
+    order, whose rows have L2 norm 1 when :attr:`normalize` is true.
 
     Attributes:
         model: the model, in eval mode, on ``device``.
@@ -271,6 +277,8 @@ class FeatureExtractor:
         transform: the config's test transform (PIL image → normalised ``(3, H, W)`` tensor).
         checkpoint: the file the weights came from (``None`` for a state dict or no weights).
         uses_ema: whether the weights are the checkpoint's EMA weights.
+        normalize: whether the rows are L2-normalised (resolved from the argument and the config).
+        metric: the config's ``eval.metric`` (``"cosine"`` or ``"euclidean"``), the distance the run evaluated with.
 
     Raises:
         FileNotFoundError: the checkpoint, run folder, config or an image file does not exist (names the path).
@@ -281,12 +289,16 @@ class FeatureExtractor:
     def __init__(self, source: str | os.PathLike[str] | Mapping[str, Any],
                  weights: str | os.PathLike[str] | Mapping[str, torch.Tensor] | None = None,
                  device: torch.device | str | None = None, flip: bool = False,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, normalize: bool | None = None) -> None:
+        from reidkit.engine.evaluator import resolve_normalize
         from reidkit.runtime import default_device
 
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if normalize is not None and not isinstance(normalize, bool):
+            raise TypeError(f"normalize must be True, False or None (follow the config's eval.normalize), "
+                            f"got {normalize!r}")
         cfg, payload, self.checkpoint = _resolve_source(source, weights)
         self.model, self.uses_ema = _load_model(cfg, payload, str(self.checkpoint or "<state dict>"))
         self.config = cfg
@@ -296,6 +308,8 @@ class FeatureExtractor:
         self.batch_size = int(batch_size) if batch_size is not None else int(cfg["data"]["test_batch_size"])
         self.transform = self._test_transform(cfg, self.model)
         self.height, self.width = int(cfg["data"]["height"]), int(cfg["data"]["width"])
+        self.metric = str(cfg["eval"]["metric"])
+        self.normalize = resolve_normalize(cfg["eval"]["normalize"] if normalize is None else normalize, self.metric)
 
     @staticmethod
     def _test_transform(cfg: Mapping[str, Any], model: nn.Module) -> Any:
@@ -362,7 +376,8 @@ class FeatureExtractor:
         return out.float()
 
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> torch.Tensor:
-        """``(N, D)`` float32 CPU features of ``images`` (one image or a list), each row of L2 norm 1."""
+        """``(N, D)`` float32 CPU features of ``images`` (one image or a list), rows of L2 norm 1 if
+        :attr:`normalize`."""
         pixels = self.preprocess(images)
         no_autocast = (torch.autocast(device_type=self.device.type, enabled=False)
                        if self.device.type in ("cpu", "cuda") else contextlib.nullcontext())
@@ -373,11 +388,11 @@ class FeatureExtractor:
                 f = self._embed(batch)
                 if self.flip:
                     f = (f + self._embed(torch.flip(batch, dims=[3]))) / 2
-                features.append(nn.functional.normalize(f, dim=1).cpu())
+                features.append((nn.functional.normalize(f, dim=1) if self.normalize else f).cpu())
         return torch.cat(features)
 
     def __repr__(self) -> str:
         weights = "EMA of " if self.uses_ema else ""
         origin = f"{weights}{self.checkpoint}" if self.checkpoint is not None else "no checkpoint"
         return (f"FeatureExtractor({type(self.model).__name__} from {origin}, input {self.height}×{self.width}, "
-                f"flip={self.flip}, batch_size={self.batch_size}, device={self.device})")
+                f"flip={self.flip}, normalize={self.normalize}, batch_size={self.batch_size}, device={self.device})")

@@ -171,3 +171,62 @@ def test_match_heatmaps_figure_pairs_each_query_with_its_best_true_and_wrong_mat
     assert titles[1].startswith(f"query 0 (id {query[0].pid}), best wrong match at rank {wrong_rank} · cosine")
     with pytest.raises(ValueError, match=r"distmat must be \(Q, G\) = \(4, 8\), got \(4, 7\)"):
         match_heatmaps_figure(source, distmat[:, :7], [0])
+
+
+def test_a_given_transform_is_the_pipeline_and_its_statistics_de_normalise(model: torch.nn.Module,
+                                                                         split: tuple) -> None:
+    from PIL import Image
+    from torchvision import transforms as tv
+
+    from reidkit.data.transforms import build_transforms, denormalize, to_uint8_image
+
+    query, gallery = split
+    mean, std = (0.3, 0.5, 0.7), (0.1, 0.2, 0.4)  # far from ImageNet's
+    transform = build_transforms({"height": H, "width": W, "mean": list(mean), "std": list(std), "cutout_p": 0.0},
+                                 train=False)
+    source = HeatmapSource(model, query, gallery, transform=transform)
+    assert source.mean == mean and source.std == std
+    with Image.open(query[1].path) as img:
+        expected = transform(img.convert("RGB"))
+    tensor, shown = source.image("query", 1)
+    assert tensor.shape == (3, H, W)
+    torch.testing.assert_close(tensor, expected, atol=0, rtol=0)
+    assert np.array_equal(shown, to_uint8_image(denormalize(expected, mean, std)))
+    # the displayed picture is the resized photo whatever the statistics: the default pipeline shows the same
+    _, shown_default = HeatmapSource(model, query, gallery, height=H, width=W).image("query", 1)
+    assert np.abs(shown.astype(int) - shown_default.astype(int)).max() <= 1
+    # and the default (ImageNet) pipeline would have fed the model another tensor
+    assert not torch.allclose(HeatmapSource(model, query, gallery, height=H, width=W).image("query", 1)[0], tensor)
+    # the explorer passes it through
+    _, state = heatmap_explorer(model, query, gallery, transform=transform)
+    assert state.png == render_heatmap_pair(state, source, scale=DISPLAY_SCALE).png
+
+    # torchvision pipelines are read too; a Compose without Normalize gives [0, 1] tensors
+    tv_source = HeatmapSource(model, query, gallery,
+                              transform=tv.Compose([tv.Resize((H, W)), tv.ToTensor(), tv.Normalize(mean, std)]))
+    assert tv_source.mean == mean and tv_source.std == std
+    unit = HeatmapSource(model, query, gallery, transform=tv.Compose([tv.Resize((H, W)), tv.ToTensor()]))
+    assert unit.mean == (0.0, 0.0, 0.0) and unit.std == (1.0, 1.0, 1.0)
+
+
+def test_transform_argument_errors(model: torch.nn.Module, split: tuple) -> None:
+    from reidkit.data.transforms import build_transforms
+
+    query, gallery = split
+    transform = build_transforms({"height": H, "width": W, "mean": [0.3, 0.5, 0.7], "std": [0.1, 0.2, 0.4],
+                                  "cutout_p": 0.0}, train=False)
+
+    def opaque(img: object) -> torch.Tensor:
+        return transform(img)
+
+    with pytest.raises(ValueError, match="cannot tell how function normalises.*pass mean= and std="):
+        HeatmapSource(model, query, gallery, transform=opaque)
+    explicit = HeatmapSource(model, query, gallery, transform=opaque, mean=(0.3, 0.5, 0.7), std=(0.1, 0.2, 0.4))
+    torch.testing.assert_close(explicit.image("gallery", 0)[0],
+                               HeatmapSource(model, query, gallery, transform=transform).image("gallery", 0)[0])
+    with pytest.raises(ValueError, match=r"contradict the transform's Normalize step \(mean=\(0.3, 0.5, 0.7\)"):
+        HeatmapSource(model, query, gallery, transform=transform, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with pytest.raises(ValueError, match="both mean and std or neither"):
+        HeatmapSource(model, query, gallery, transform=transform, mean=(0.3, 0.5, 0.7))
+    with pytest.raises(TypeError, match="transform must be a callable.*got str"):
+        HeatmapSource(model, query, gallery, transform="imagenet")  # type: ignore[arg-type]

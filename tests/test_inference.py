@@ -62,13 +62,14 @@ def reference_model(run_dir: Path, weights: str = "ema") -> torch.nn.Module:
     return model.eval()
 
 
-def reference_features(run_dir: Path, paths: list[str], flip: bool, weights: str = "ema") -> torch.Tensor:
-    """``extract_features`` (normalize=True) on a test loader of ``paths`` with the run's own test transform."""
+def reference_features(run_dir: Path, paths: list[str], flip: bool, weights: str = "ema",
+                       normalize: bool = True) -> torch.Tensor:
+    """``extract_features`` on a test loader of ``paths`` with the run's own test transform."""
     cfg = load_config(run_dir / "config.yaml")
     transform = build_transforms(cfg["data"]["transforms"], train=False)
     items = [rk.ReIDItem(p, 0, 0) for p in paths]
     loader, _ = build_test_loaders(items, items, transform, batch_size=4)
-    return extract_features(reference_model(run_dir, weights), loader, flip=flip, normalize=True,
+    return extract_features(reference_model(run_dir, weights), loader, flip=flip, normalize=normalize,
                             progress=False).features
 
 
@@ -94,6 +95,35 @@ def test_flip_is_the_mean_of_both_mirrors_then_normalised(run_dir: Path, paths: 
         by_hand = extractor.model(x) + extractor.model(torch.flip(x, dims=[3]))
     torch.testing.assert_close(feats, torch.nn.functional.normalize(by_hand, dim=1), atol=1e-5, rtol=1e-5)
     assert not torch.allclose(feats, extractor(paths), atol=1e-3)
+
+
+def test_normalisation_follows_the_config_eval_settings(extractor: rk.FeatureExtractor, run_dir: Path,
+                                                        paths: list[str], synthreid_tiny: Path) -> None:
+    # synth_quick: eval.metric cosine, eval.normalize true (the default) -> normalised
+    assert extractor.metric == "cosine" and extractor.normalize
+    # eval.normalize false with the Euclidean metric (torchreid's OSNet recipe) -> the raw features
+    raw_cfg = small_config(synthreid_tiny, "eval.normalize=false", "eval.metric=euclidean")
+    raw = rk.FeatureExtractor(raw_cfg, weights=run_dir / "last.pt", device="cpu")
+    assert raw.metric == "euclidean" and not raw.normalize and "normalize=False" in repr(raw)
+    feats = raw(paths)
+    torch.testing.assert_close(feats, reference_features(run_dir, paths, flip=False, normalize=False), atol=1e-5,
+                               rtol=1e-5)
+    norms = torch.linalg.vector_norm(feats, dim=1)
+    assert float((norms - 1).abs().min()) > 1e-2  # really not normalised
+    torch.testing.assert_close(torch.nn.functional.normalize(feats, dim=1), extractor(paths), atol=1e-5, rtol=1e-5)
+    # flip without normalisation: the plain mean of both mirrors
+    raw_flip = rk.FeatureExtractor(raw_cfg, weights=run_dir / "last.pt", device="cpu", flip=True)
+    torch.testing.assert_close(raw_flip(paths), reference_features(run_dir, paths, flip=True, normalize=False),
+                               atol=1e-5, rtol=1e-5)
+    # an explicit argument overrides the config, both ways
+    forced = rk.FeatureExtractor(raw_cfg, weights=run_dir / "last.pt", device="cpu", normalize=True)
+    assert forced.normalize
+    torch.testing.assert_close(forced(paths), extractor(paths), atol=1e-5, rtol=1e-5)
+    unforced = rk.FeatureExtractor(run_dir, device="cpu", normalize=False)
+    assert not unforced.normalize
+    torch.testing.assert_close(unforced(paths), feats, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="normalize must be True, False or None.*'yes'"):
+        rk.FeatureExtractor(run_dir, device="cpu", normalize="yes")  # type: ignore[arg-type]
 
 
 def test_paths_pil_arrays_and_tensors_give_the_same_features(extractor: rk.FeatureExtractor,

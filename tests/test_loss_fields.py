@@ -242,6 +242,41 @@ def test_embeddings_outside_the_mined_pairs_are_not_pushed(loss) -> None:
     assert checked > 0  # some embedding took part in no mined pair
 
 
+def test_batch_hard_by_hand() -> None:
+    from reidkit.losses.triplet import batch_hard
+
+    dist = torch.tensor([[0.0, 1.0, 3.0, 2.0], [1.0, 0.0, 4.0, 5.0], [3.0, 4.0, 0.0, 1.0], [2.0, 5.0, 1.0, 0.0]])
+    same = torch.tensor([0, 0, 1, 1])[:, None] == torch.tensor([0, 0, 1, 1])[None, :]
+    hard = batch_hard(dist, same & ~torch.eye(4, dtype=torch.bool), ~same)
+    assert hard.positive_distance.tolist() == [1.0, 1.0, 1.0, 1.0] and hard.positive_index.tolist() == [1, 0, 3, 2]
+    assert hard.negative_distance.tolist() == [2.0, 4.0, 3.0, 2.0] and hard.negative_index.tolist() == [3, 2, 0, 0]
+    # ties: the first column is named, and the distance's gradient is shared between the tied columns (amax)
+    tied = torch.tensor([[0.0, 2.0, 2.0, 5.0]], requires_grad=True)
+    hard = batch_hard(tied, torch.tensor([[False, True, True, False]]), torch.tensor([[False, False, False, True]]))
+    assert hard.positive_index.tolist() == [1] and hard.negative_index.tolist() == [3]
+    hard.positive_distance.sum().backward()
+    assert tied.grad.tolist() == [[0.0, 0.5, 0.5, 0.0]]
+
+
+def test_multi_similarity_pairs_by_hand() -> None:
+    from reidkit.losses.pairwise import multi_similarity_pairs
+
+    # angles 0°, 60° (identity 0) and 90°, 180° (identity 1): s01 = 0.5, s02 = 0, s03 = −1, s12 = cos 30°,
+    # s13 = −0.5, s23 = 0. With ε = 0.1: anchor 0 keeps no negative (s + ε ≤ min_p = 0.5) and anchor 3 none
+    # either (−0.9, −0.4 ≤ 0); anchor 1 keeps positive 0 and negative 2; anchor 2 positive 3, negatives 0 and 1.
+    x = torch.tensor([[1.0, 0.0], [0.5, math.sqrt(3) / 2], [0.0, 1.0], [-1.0, 0.0]], requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    sim, pos, neg = multi_similarity_pairs(x, labels, margin=0.1)
+    assert sim.dtype == torch.float32 and sim.requires_grad
+    torch.testing.assert_close(sim[1, 2], torch.tensor(math.sqrt(3) / 2))
+    assert pos.nonzero().tolist() == [[1, 0], [2, 3]]
+    assert neg.nonzero().tolist() == [[1, 2], [2, 0], [2, 1]]
+    _, pos, neg = multi_similarity_pairs(x.detach().double(), labels, margin=0.1, mining=False)
+    assert pos.sum() == 4 and neg.sum() == 8  # every pair but the diagonal
+    pairs = mined_pairs(MultiSimilarityLoss(margin=0.1), x, labels)
+    assert pairs.positive.tolist() == [[1, 0], [2, 3]] and pairs.negative.tolist() == [[1, 2], [2, 0], [2, 1]]
+
+
 def test_mined_pairs_refuses_losses_that_mine_nothing() -> None:
     x, labels = random_batch()
     for loss in (PairwiseCircleLoss(), PairwiseCosFaceLoss(), WeightedRegularizedTripletLoss()):

@@ -33,6 +33,7 @@ __all__ = [
     "PairwiseCosFaceLoss",
     "circle_loss_from_similarity",
     "cosface_loss_from_similarity",
+    "multi_similarity_pairs",
 ]
 
 
@@ -167,6 +168,31 @@ MS_OFFICIAL: dict[str, float] = {"alpha": 2.0, "beta": 40.0, "thresh": 0.5, "mar
 MS_LIGHTMBN: dict[str, float] = {"alpha": 2.0, "beta": 40.0, "thresh": 0.5, "margin": 0.7}
 
 
+def multi_similarity_pairs(features: Tensor, labels: Tensor, margin: float, mining: bool = True,
+                           what: str = "MultiSimilarityLoss") -> tuple[Tensor, Tensor, Tensor]:
+    """``(sim, pos, neg)``: the cosine similarities (B, B) of multi-similarity and the pairs it keeps, as masks.
+
+    Wang et al., arXiv 1904.06627. In the compute dtype of the features (float32, or float64 for float64 input);
+    ``sim`` keeps the features' autograd graph, the masks come from its detached values.
+    P_i = {j ≠ i : y_j = y_i, s_ij < 1 − 1e-5}, N_i = {j : y_j ≠ y_i}; with ``mining`` (ε = ``margin``) keep
+    n ∈ N_i with s_in + ε > min_{p∈P_i} s_ip and p ∈ P_i with s_ip − ε < max_{n∈N_i} s_in (over the unmined sets).
+    Anchors whose kept P or N is empty contribute nothing to the loss; their other masks are left as they are.
+    """
+    x, y = check_features(features, labels, what)
+    sim = cosine_similarity_matrix(x)
+    pos, neg = pair_masks(y)
+    s = sim.detach()
+    pos = pos & (s < 1.0 - 1e-5)
+    if mining:
+        inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
+        min_pos = torch.where(pos, s, inf).amin(dim=1, keepdim=True)
+        max_neg = torch.where(neg, s, -inf).amax(dim=1, keepdim=True)
+        # an empty unmined set gives ±inf, so nothing is kept on the other side: the anchor contributes 0
+        neg = neg & (s + margin > min_pos)
+        pos = pos & (s - margin < max_neg)
+    return sim, pos, neg
+
+
 class MultiSimilarityLoss(nn.Module):
     """Multi-similarity loss with the paper's pair mining (Wang et al., "Multi-Similarity Loss with General Pair
     Weighting for Deep Metric Learning", CVPR 2019, arXiv 1904.06627).
@@ -174,8 +200,8 @@ class MultiSimilarityLoss(nn.Module):
     s = cosine similarity. For anchor i: P_i = {j ≠ i : y_j = y_i, s_ij < 1 − 1e-5} (the diagonal is excluded
     explicitly; the threshold, kept for parity, also drops exact duplicates), N_i = {j : y_j ≠ y_i}.
     Mining (ε = ``margin``): keep n ∈ N_i with s_in + ε > min_{p∈P_i} s_ip and p ∈ P_i with
-    s_ip − ε < max_{n∈N_i} s_in (min/max over the unmined sets). An anchor whose (mined) P or N is empty
-    contributes 0.
+    s_ip − ε < max_{n∈N_i} s_in (min/max over the unmined sets; :func:`multi_similarity_pairs`). An anchor whose
+    (mined) P or N is empty contributes 0.
     L_i = (1/α) log(1 + Σ_p e^{−α(s_p − λ)}) + (1/β) log(1 + Σ_n e^{β(s_n − λ)});  L = (1/B) Σ_i L_i (divided by
     B, not by the number of contributing anchors). A batch where no anchor contributes gives 0 (with a zero
     gradient), never NaN, on both paths (the sync-free one masks the anchors instead of indexing them).
@@ -221,19 +247,8 @@ class MultiSimilarityLoss(nn.Module):
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         with autocast_disabled(features.device.type):
-            x, y = check_features(features, labels, type(self).__name__)
-            batch = x.shape[0]
-            sim = cosine_similarity_matrix(x)
-            pos, neg = pair_masks(y)
-            pos = pos & (sim.detach() < 1.0 - 1e-5)
-            if self.mining:
-                s = sim.detach()
-                inf = torch.tensor(float("inf"), dtype=s.dtype, device=s.device)
-                min_pos = torch.where(pos, s, inf).amin(dim=1, keepdim=True)
-                max_neg = torch.where(neg, s, -inf).amax(dim=1, keepdim=True)
-                # an empty unmined set gives ±inf, so nothing is kept on the other side: the anchor contributes 0
-                neg = neg & (s + self.margin > min_pos)
-                pos = pos & (s - self.margin < max_neg)
+            sim, pos, neg = multi_similarity_pairs(features, labels, self.margin, self.mining, type(self).__name__)
+            batch = sim.shape[0]
             if resolve_sync_free(self.sync_free, features):
                 valid, pos, neg = sync_free_anchor_masks(pos, neg)
                 per_anchor = self._per_anchor(sim, pos, neg)

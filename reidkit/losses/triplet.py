@@ -8,6 +8,8 @@ anchor, reading nothing back to the host.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -23,7 +25,7 @@ from reidkit.losses._common import (
     valid_anchor_mean,
 )
 
-__all__ = ["TripletLoss", "WeightedRegularizedTripletLoss"]
+__all__ = ["BatchHard", "TripletLoss", "WeightedRegularizedTripletLoss", "batch_hard"]
 
 
 def _valid_anchors(pos: Tensor, neg: Tensor, what: str) -> Tensor:
@@ -36,6 +38,29 @@ def _valid_anchors(pos: Tensor, neg: Tensor, what: str) -> Tensor:
             cause = "no identity appears twice in the batch (no positives; sample K >= 2 images per identity)"
         raise ValueError(f"{what}: no anchor has both a positive and a negative: {cause}")
     return valid
+
+
+class BatchHard(NamedTuple):
+    """Batch-hard mining of each anchor row: the distances d_ap, d_an and the columns they come from."""
+
+    positive_distance: Tensor  # (A,) d_ap(i) = max_{j ∈ P_i} d_ij
+    negative_distance: Tensor  # (A,) d_an(i) = min_{j ∈ N_i} d_ij
+    positive_index: Tensor  # (A,) int64: the column of the hardest positive (the first one on ties)
+    negative_index: Tensor  # (A,) int64: the column of the hardest negative (the first one on ties)
+
+
+def batch_hard(dist: Tensor, pos: Tensor, neg: Tensor) -> BatchHard:
+    """Batch-hard mining (Hermans et al., arXiv 1703.07737) of (A, B) distance rows with positive and negative masks:
+    the hardest positive argmax_{j ∈ P_i} d_ij and hardest negative argmin_{j ∈ N_i} d_ij of every row.
+
+    The distances are ``amax`` / ``amin`` of the ±∞-masked rows (on ties the gradient is shared, as ``amax``
+    does); the indices are for pictures (:func:`reidkit.viz.loss_fields.mined_pairs`). A row without a positive
+    (negative) gets −∞ (+∞) and an arbitrary index: select rows with both first.
+    """
+    inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
+    to_pos = torch.where(pos, dist, -inf)
+    to_neg = torch.where(neg, dist, inf)
+    return BatchHard(to_pos.amax(dim=1), to_neg.amin(dim=1), to_pos.argmax(dim=1), to_neg.argmin(dim=1))
 
 
 def _margin_or_soft(gap: Tensor, margin: float) -> Tensor:
@@ -63,20 +88,25 @@ class _TripletBase(nn.Module):
         return (f"margin={self.margin}, norm_feature={self.norm_feature}, "
                 f"include_self_positive={self.include_self_positive}")
 
-    def _anchor_rows(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(dist, pos, neg)`` restricted to the anchors with at least one positive and one negative."""
+    def distances(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(dist, pos, neg)``: the (B, B) distances this loss uses (in its compute dtype: float32, or float64 for
+        float64 features) and its positive / negative masks, over every anchor."""
         x, y = check_features(features, labels, type(self).__name__)
         dist = euclidean_distance_matrix(x, self.norm_feature)
         pos, neg = pair_masks(y, self.include_self_positive)
+        return dist, pos, neg
+
+    def _anchor_rows(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(dist, pos, neg)`` restricted to the anchors with at least one positive and one negative."""
+        dist, pos, neg = self.distances(features, labels)
         valid = _valid_anchors(pos, neg, type(self).__name__)
         return dist[valid], pos[valid], neg[valid]
 
     def _all_rows(self, features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The sync-free path's ``(dist, pos, neg, valid)`` over every anchor, the masks of the anchors that are not
         valid filled (:func:`~reidkit.losses._common.sync_free_anchor_masks`)."""
-        x, y = check_features(features, labels, type(self).__name__)
-        dist = euclidean_distance_matrix(x, self.norm_feature)
-        valid, pos, neg = sync_free_anchor_masks(*pair_masks(y, self.include_self_positive))
+        dist, pos, neg = self.distances(features, labels)
+        valid, pos, neg = sync_free_anchor_masks(pos, neg)
         return dist, pos, neg, valid
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
@@ -118,10 +148,8 @@ class TripletLoss(_TripletBase):
         super().__init__(margin, norm_feature, include_self_positive, sync_free)
 
     def _per_anchor(self, dist: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
-        inf = torch.tensor(float("inf"), dtype=dist.dtype, device=dist.device)
-        d_ap = torch.where(pos, dist, -inf).amax(dim=1)
-        d_an = torch.where(neg, dist, inf).amin(dim=1)
-        return _margin_or_soft(d_ap - d_an, self.margin)
+        hard = batch_hard(dist, pos, neg)
+        return _margin_or_soft(hard.positive_distance - hard.negative_distance, self.margin)
 
 
 def _masked_softmax(values: Tensor, mask: Tensor) -> Tensor:

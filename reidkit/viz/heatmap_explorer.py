@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import html
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,32 @@ CSS_CLASSES: dict[str, str] = {
 }
 
 
+_Stats = tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def _normalize_statistics(transform: Callable[..., Any]) -> _Stats | None:
+    """``(mean, std)`` of the ``Normalize`` step of a pipeline; ``(0, 1)`` for a ``Compose`` without one; ``None``
+    for an opaque callable. reidkit's and torchvision's ``Compose`` / ``Normalize`` are recognised."""
+    from torchvision import transforms as tv
+
+    normalizers = (Normalize, tv.Normalize)
+    if isinstance(transform, normalizers):
+        steps: list[Any] = [transform]
+    elif isinstance(transform, (Compose, tv.Compose)):
+        steps = list(transform.transforms)
+    else:
+        return None
+    found = [step for step in steps if isinstance(step, normalizers)]
+    if len(found) > 1:
+        raise ValueError(f"the transform has {len(found)} Normalize steps; expected at most one")
+    if not found:
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    mean, std = (tuple(float(v) for v in values) for values in (found[0].mean, found[0].std))
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"the transform's Normalize step has mean {mean} and std {std}; expected 3 channels each")
+    return mean, std  # type: ignore[return-value]
+
+
 def _load_rgb(item: ImageInput) -> Image.Image:
     if isinstance(item, ReIDItem):
         item = item.path
@@ -97,10 +123,19 @@ def _load_rgb(item: ImageInput) -> Image.Image:
 class HeatmapSource:
     """The model and the images the explorer draws from.
 
-    Images are read and transformed on first use (the test pipeline: resize to ``height × width``, to tensor,
-    normalise with ``mean`` / ``std``) and cached; the displayed picture is that tensor de-normalised, i.e.
-    exactly what the model saw. A :class:`~reidkit.models.ReIDModel` with ``input_norm`` normalises itself: its
-    images are passed in [0, 1] (mean 0, std 1) unless ``mean`` / ``std`` are given.
+    Images are read and transformed on first use and cached; the displayed picture is that tensor de-normalised
+    with ``mean`` / ``std``, i.e. exactly what the model saw. The transform is
+
+    * ``transform`` when given: the model's own test pipeline, a callable RGB PIL image → ``(3, H, W)`` tensor,
+      e.g. :attr:`FeatureExtractor.transform <reidkit.inference.FeatureExtractor.transform>` or
+      ``build_transforms(cfg["data"]["transforms"], train=False)`` (a model with ``input_norm`` needs mean 0 /
+      std 1 there, as ``FeatureExtractor`` does). ``height`` / ``width`` are then not used. ``mean`` / ``std``
+      default to the statistics of its ``Normalize`` step (reidkit's or torchvision's, in a ``Compose``); a
+      ``Compose`` without one gives [0, 1] tensors (mean 0, std 1). Any other callable needs ``mean`` and ``std``
+      given; given values that contradict the ``Normalize`` step are an error.
+    * otherwise the default test pipeline: resize to ``height × width``, to tensor, normalise with ``mean`` /
+      ``std`` (default ImageNet statistics). A :class:`~reidkit.models.ReIDModel` with ``input_norm`` normalises
+      itself: its images are passed in [0, 1] (mean 0, std 1) unless ``mean`` / ``std`` are given.
     """
 
     model: nn.Module
@@ -110,12 +145,16 @@ class HeatmapSource:
     width: int = 128
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    transform: Callable[[Image.Image], Tensor] | None = None
     _cache: dict[tuple[str, int], tuple[Tensor, np.ndarray]] = field(default_factory=dict, repr=False)
     _gallery_embeddings: Tensor | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.query or not self.gallery:
             raise ValueError("the heatmap explorer needs at least one query and one gallery image")
+        if self.transform is not None:
+            self._use_transform(self.transform)
+            return
         self_norm = isinstance(self.model, ReIDModel) and self.model.input_norm is not None
         if self.mean is None:
             self.mean = (0.0, 0.0, 0.0) if self_norm else (0.485, 0.456, 0.406)
@@ -124,6 +163,26 @@ class HeatmapSource:
         # the test pipeline of build_transforms(train=False), built directly: a small input size must not trip
         # the validation of train-only options (e.g. the default cutout size)
         self._transform = Compose([Resize(self.height, self.width), ToTensor(), Normalize(self.mean, self.std)])
+
+    def _use_transform(self, transform: Callable[[Image.Image], Tensor]) -> None:
+        """Take ``transform`` as the pipeline; ``mean`` / ``std`` for display from its ``Normalize`` step."""
+        if not callable(transform):
+            raise TypeError("transform must be a callable PIL image -> (3, H, W) tensor, "
+                            f"got {type(transform).__name__}")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"give both mean and std or neither, got mean={self.mean!r}, std={self.std!r}")
+        found = _normalize_statistics(transform)
+        if found is None and self.mean is None:
+            raise ValueError(f"cannot tell how {type(transform).__name__} normalises its tensors (not a Compose, no "
+                             "Normalize step): pass mean= and std= to de-normalise the displayed images")
+        if found is not None and self.mean is not None:
+            given = (tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std))
+            if not (np.allclose(given[0], found[0]) and np.allclose(given[1], found[1])):
+                raise ValueError(f"mean={given[0]}, std={given[1]} contradict the transform's Normalize step "
+                                 f"(mean={found[0]}, std={found[1]}); leave them out to use the transform's")
+        if self.mean is None:
+            self.mean, self.std = found
+        self._transform = transform
 
     def _items(self, side: str) -> Sequence[ImageInput]:
         if side not in ("query", "gallery"):
@@ -281,6 +340,7 @@ def heatmap_explorer(
     *,
     height: int = 256,
     width: int = 128,
+    transform: Callable[[Image.Image], Tensor] | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
     layers: Mapping[str, str] | None = None,
     query_index: int = 0,
@@ -296,7 +356,9 @@ def heatmap_explorer(
             (B, D) embeddings in eval mode, with ``layers`` given).
         items: the query images (re-ID items, paths, PIL images or uint8 arrays); also the gallery unless
             ``gallery_items`` is given.
-        height, width: the model's input size.
+        height, width: the model's input size (they build the default test pipeline).
+        transform: the model's test pipeline instead (PIL image → tensor, e.g. ``FeatureExtractor.transform``);
+            see :class:`HeatmapSource`.
         methods: the methods offered (default every method but Score-CAM).
         layers: ``{label: dotted module name}`` offered as layers (default :func:`stage_layers`); the first
             selection is the model's default layer.
@@ -306,7 +368,7 @@ def heatmap_explorer(
     import ipywidgets as w
 
     source = HeatmapSource(model, list(items), list(items if gallery_items is None else gallery_items),
-                           height=height, width=width)
+                           height=height, width=width, transform=transform)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"unknown heatmap method(s) {unknown}; valid methods: {', '.join(METHODS)}")

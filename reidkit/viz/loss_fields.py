@@ -28,7 +28,8 @@ from matplotlib.lines import Line2D
 from torch import Tensor, nn
 
 from reidkit.losses import MultiSimilarityLoss, TripletLoss
-from reidkit.losses._common import cosine_similarity_matrix, euclidean_distance_matrix, pair_masks
+from reidkit.losses.pairwise import multi_similarity_pairs
+from reidkit.losses.triplet import batch_hard
 
 __all__ = [
     "IDENTITY_COLOURS",
@@ -126,25 +127,17 @@ def _pairs(mask: Tensor) -> Tensor:
 
 
 def _batch_hard_pairs(loss: TripletLoss, x: Tensor, labels: Tensor) -> MinedPairs:
-    dist = euclidean_distance_matrix(x, loss.norm_feature)
-    pos, neg = pair_masks(labels, loss.include_self_positive)
+    """The loss's own distances and masks, mined by the loss's own :func:`~reidkit.losses.triplet.batch_hard`."""
+    dist, pos, neg = loss.distances(x, labels)
     anchors = torch.nonzero(pos.any(dim=1) & neg.any(dim=1)).flatten()
-    inf = torch.tensor(float("inf"), dtype=dist.dtype)
-    hardest_pos = torch.where(pos, dist, -inf).argmax(dim=1)[anchors]
-    hardest_neg = torch.where(neg, dist, inf).argmin(dim=1)[anchors]
-    return MinedPairs(torch.stack([anchors, hardest_pos], dim=1), torch.stack([anchors, hardest_neg], dim=1))
+    hard = batch_hard(dist[anchors], pos[anchors], neg[anchors])
+    return MinedPairs(torch.stack([anchors, hard.positive_index], dim=1),
+                      torch.stack([anchors, hard.negative_index], dim=1))
 
 
 def _multi_similarity_pairs(loss: MultiSimilarityLoss, x: Tensor, labels: Tensor) -> MinedPairs:
-    sim = cosine_similarity_matrix(x)
-    pos, neg = pair_masks(labels)
-    pos = pos & (sim < 1.0 - 1e-5)
-    if loss.mining:
-        inf = torch.tensor(float("inf"), dtype=sim.dtype)
-        min_pos = torch.where(pos, sim, inf).amin(dim=1, keepdim=True)
-        max_neg = torch.where(neg, sim, -inf).amax(dim=1, keepdim=True)
-        neg = neg & (sim + loss.margin > min_pos)
-        pos = pos & (sim - loss.margin < max_neg)
+    """The masks of :func:`~reidkit.losses.pairwise.multi_similarity_pairs`, as the loss computes them."""
+    _, pos, neg = multi_similarity_pairs(x, labels, loss.margin, loss.mining)
     contributing = (pos.any(dim=1) & neg.any(dim=1))[:, None]
     return MinedPairs(_pairs(pos & contributing), _pairs(neg & contributing))
 
@@ -160,13 +153,16 @@ def mined_pairs(loss: nn.Module, embeddings: Tensor, labels: Tensor) -> MinedPai
       kept by its mining (s_in + ε > min_p s_ip, s_ip − ε < max_n s_in), only for anchors that keep at least one
       of each (the others contribute 0); row-major order.
 
-    Other losses weight every pair (softmax / log-sum-exp weights) and mine none: a ``TypeError`` says so.
+    The mining is the loss's own code (:func:`~reidkit.losses.triplet.batch_hard`,
+    :func:`~reidkit.losses.pairwise.multi_similarity_pairs`) in the loss's compute dtype (float32, float64 for
+    float64 embeddings), so the pictured pairs are the ones the loss uses. Other losses weight every pair (softmax /
+    log-sum-exp weights) and mine none: a ``TypeError`` says so.
     """
     if not isinstance(embeddings, Tensor) or embeddings.dim() != 2:
         raise ValueError(f"embeddings must be a (B, D) tensor, got {getattr(embeddings, 'shape', embeddings)!r}")
     if not isinstance(labels, Tensor) or labels.shape != embeddings.shape[:1]:
         raise ValueError(f"labels must be a ({embeddings.shape[0]},) tensor, got {getattr(labels, 'shape', labels)!r}")
-    x = embeddings.detach().to(torch.float64)
+    x = embeddings.detach()  # mined in the loss's own compute dtype, by the loss's own functions
     if type(loss) is TripletLoss:
         return _batch_hard_pairs(loss, x, labels)
     if isinstance(loss, MultiSimilarityLoss):

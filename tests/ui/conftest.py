@@ -1,7 +1,12 @@
 """Browser tests (marker ``ui``): a real JupyterLab on loopback, Debian's headless Chromium, Playwright.
 
 * Without a Chromium binary the tests skip with a message that says how to install one (never
-  ``playwright install``: it downloads a browser).
+  ``playwright install``: it downloads a browser); without the ``playwright`` or ``jupyterlab`` package they skip
+  and name the extra to install.
+* ``REIDKIT_UI_REQUIRED=1`` (set by ``.ci/run`` for its UI step) turns each of those skips into a failure with
+  the same message, so a CI step whose browser or packages are missing cannot pass with every test skipped.
+  Unset or ``0``: skip. This covers the ``chromium`` fixture and the module-level ``importorskip`` of the test
+  files (a skipped collection under ``tests/ui`` is reported as a collection error).
 * They run after every other test of the session (collection hook below), so a broken UI never hides a unit
   test failure and the slow part comes last.
 * Screenshots land in ``$REIDKIT_UI_ARTIFACTS`` (default ``outputs/ui/`` in the checkout): ``<name>-before.png``,
@@ -11,21 +16,65 @@
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 CHROMIUM_ENV = "REIDKIT_CHROMIUM"
+UI_REQUIRED_ENV = "REIDKIT_UI_REQUIRED"
 INSTALL_HINT = (
     "the UI tests need Debian's Chromium: install it with `sudo apt-get install chromium` "
     f"(or point {CHROMIUM_ENV} at a Chromium binary); do not run `playwright install`"
 )
+PLAYWRIGHT_HINT = "the UI tests need the dev extra: pip install -e '.[dev]'"
+JUPYTERLAB_HINT = "the UI tests need the notebooks extra: pip install -e '.[notebooks]'"
+
+
+def ui_required(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``$REIDKIT_UI_REQUIRED`` asks for failures instead of skips: ``1`` yes, unset/empty/``0`` no."""
+    value = environ.get(UI_REQUIRED_ENV, "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise pytest.UsageError(
+        f"{UI_REQUIRED_ENV}={value!r}; expected 1 (missing prerequisites fail) or 0 / unset (they skip)"
+    )
+
+
+def missing_prerequisite(chromium: str | None, has_playwright: bool, has_jupyterlab: bool) -> str | None:
+    """The message for the first missing prerequisite of the UI tests (browser, then packages), or ``None``."""
+    if chromium is None:
+        return INSTALL_HINT
+    if not has_playwright:
+        return PLAYWRIGHT_HINT
+    if not has_jupyterlab:
+        return JUPYTERLAB_HINT
+    return None
+
+
+def skip_decision(reason: str | None, required: bool) -> Literal["run", "skip", "fail"]:
+    """What to do about a missing prerequisite: run when there is none, else fail if required, else skip."""
+    if reason is None:
+        return "run"
+    return "fail" if required else "skip"
+
+
+def module_available(name: str) -> bool:
+    """Whether ``import name`` succeeds (what ``pytest.importorskip`` checks)."""
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 @pytest.hookimpl(trylast=True)
@@ -35,6 +84,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if ui:
         others = [item for item in items if item.get_closest_marker("ui") is None]
         items[:] = others + ui
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[pytest.CollectReport]:
+    """Under ``REIDKIT_UI_REQUIRED=1`` a test file of ``tests/ui`` skipped at import (``importorskip``) fails."""
+    report = yield
+    if report.skipped and isinstance(collector, pytest.Module) and HERE in Path(collector.path).parents:
+        if ui_required():
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            report.outcome = "failed"
+            report.longrepr = f"{UI_REQUIRED_ENV}=1 and {reason.removeprefix('Skipped: ')}"
+    return report
 
 
 @pytest.hookimpl(wrapper=True)
@@ -56,12 +117,17 @@ def chromium_executable() -> str | None:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The Chromium binary, or a skip that says how to install one."""
+    """The Chromium binary, or a skip that says what to install (a failure under ``REIDKIT_UI_REQUIRED=1``)."""
     executable = chromium_executable()
-    if executable is None:
-        pytest.skip(INSTALL_HINT)
-    pytest.importorskip("playwright.sync_api", reason="the UI tests need the dev extra: pip install -e '.[dev]'")
-    pytest.importorskip("jupyterlab", reason="the UI tests need the notebooks extra: pip install -e '.[notebooks]'")
+    reason = missing_prerequisite(
+        executable, module_available("playwright.sync_api"), module_available("jupyterlab")
+    )
+    decision = skip_decision(reason, ui_required())
+    if decision == "fail":
+        pytest.fail(f"{UI_REQUIRED_ENV}=1 and {reason}", pytrace=False)
+    if decision == "skip":
+        pytest.skip(reason)
+    assert executable is not None
     return executable
 
 
