@@ -316,11 +316,9 @@ class FeatureExtractor:
         """The run's test pipeline: ``build_transforms(data.transforms, train=False)``, with mean 0 / std 1 when
         the model normalises its [0, 1] input itself (exactly as :func:`~reidkit.engine.run.build_run`)."""
         from reidkit.data.transforms import build_transforms
+        from reidkit.engine.run import transform_options
 
-        transforms = dict(cfg["data"]["transforms"])
-        if getattr(model, "input_norm", None) is not None:
-            transforms["mean"], transforms["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
-        return build_transforms(transforms, train=False)
+        return build_transforms(transform_options(cfg["data"]["transforms"], model), train=False)
 
     # ------------------------------------------------------------------------------------------ input
 

@@ -169,6 +169,15 @@ def _build_model(cfg: Mapping[str, Any], num_classes: int) -> tuple[nn.Module, i
     return model, int(model.feature_dim or 0)
 
 
+def transform_options(data_transforms: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
+    """The ``data.transforms`` options the run's train and test pipelines are built from for ``model``: as
+    configured, but with mean 0 / std 1 when the model normalises its [0, 1] input itself (``input_norm``)."""
+    transforms = dict(data_transforms)
+    if getattr(model, "input_norm", None) is not None:
+        transforms["mean"], transforms["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    return transforms
+
+
 def per_rank_batch_size(batch_size: int, num_instances: int, world_size: int) -> int:
     """The P×K batch of one rank when the global ``data.batch_size`` is split over ``world_size`` processes.
 
@@ -256,9 +265,7 @@ def build_run(cfg: Mapping[str, Any], out_dir: str | os.PathLike[str] | None = N
         notes.append("train.select_on is test: checkpoints are chosen on the test split (test-selected numbers)")
 
     model, feat_dim = _build_model(cfg, num_classes)
-    transforms = dict(data["transforms"])
-    if getattr(model, "input_norm", None) is not None:  # the model normalises its [0, 1] input itself
-        transforms["mean"], transforms["std"] = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    transforms = transform_options(data["transforms"], model)
     train_transform = build_transforms(transforms, train=True)
     test_transform = build_transforms(transforms, train=False)
     batch_size = per_rank_batch_size(data["batch_size"], data["num_instances"], ctx.world_size)
