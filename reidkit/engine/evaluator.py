@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,10 +35,12 @@ from reidkit.evaluation import (
     evaluate_features,
     evaluate_rank,
     extract_features,
+    pairwise_distance,
     re_ranking_features,
 )
 
-__all__ = ["METRICS", "RERANK_DEFAULTS", "EvalReport", "evaluate_model", "rank_features", "rerank_parameters", "resolve_normalize"]
+__all__ = ["METRICS", "RERANK_DEFAULTS", "EvalReport", "evaluate_model", "query_gallery_distances", "rank_features",
+           "rerank_parameters", "resolve_normalize"]
 
 METRICS: tuple[str, ...] = ("euclidean", "cosine")
 """Distances :func:`evaluate_model` accepts."""
@@ -168,6 +171,23 @@ def _check_metric_and_rerank(metric: str, rerank: bool, rerank_params: Mapping[s
     return rerank_parameters(rerank_params) if rerank else None
 
 
+def query_gallery_distances(
+    qf: Any,
+    gf: Any,
+    metric: str = "euclidean",
+    rerank_params: Mapping[str, Any] | None = None,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """The (Q, G) distances the evaluation ranks by: ``pairwise_distance(qf, gf, metric)``, or with
+    ``rerank_params`` (checked by :func:`rerank_parameters`) ``re_ranking_features(qf, gf, k1, k2, lambda_value,
+    metric)`` (k-reciprocal re-ranking, Zhong et al., CVPR 2017; ``device``: where it runs, see there)."""
+    if rerank_params is None:
+        return pairwise_distance(qf, gf, metric=metric)
+    params = rerank_parameters(rerank_params)
+    return re_ranking_features(qf, gf, k1=int(params["k1"]), k2=int(params["k2"]),
+                               lambda_value=float(params["lambda_value"]), metric=metric, device=device)
+
+
 def rank_features(
     query: Features,
     gallery: Features,
@@ -207,8 +227,7 @@ def rank_features(
         return evaluate_features(query.features, gallery.features, query.pids, gallery.pids, query.camids,
                                  gallery.camids, metric=metric, chunk_size=chunk_size, max_rank=max_rank,
                                  device=device)
-    distmat = re_ranking_features(query.features, gallery.features, k1=int(params["k1"]), k2=int(params["k2"]),
-                                  lambda_value=params["lambda_value"], metric=metric, device=device)
+    distmat = query_gallery_distances(query.features, gallery.features, metric, params, device)
     return evaluate_rank(distmat, query.pids, gallery.pids, query.camids, gallery.camids, max_rank=max_rank)
 
 

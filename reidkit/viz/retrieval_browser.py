@@ -29,8 +29,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from reidkit.data.datasets.base import ReIDItem
-from reidkit.engine.evaluator import rerank_parameters
-from reidkit.evaluation import pairwise_distance, re_ranking_features
+from reidkit.engine.evaluator import query_gallery_distances, rerank_parameters
 from reidkit.evaluation.distances import METRICS, as_feature_tensor
 from reidkit.viz.retrieval import per_query_metrics, ranked_list, ranked_rows_figure
 
@@ -122,13 +121,8 @@ class RetrievalCache:
         if key not in self._distances:
             if metric not in METRICS:
                 raise ValueError(f"metric={metric!r}: valid choices are {METRICS}")
-            if rerank:
-                p = self.rerank_params
-                dist = re_ranking_features(self.query_feats, self.gallery_feats, k1=int(p["k1"]), k2=int(p["k2"]),
-                                           lambda_value=float(p["lambda_value"]), metric=metric)
-            else:
-                dist = pairwise_distance(self.query_feats, self.gallery_feats, metric=metric)
-            self._distances[key] = dist
+            self._distances[key] = query_gallery_distances(self.query_feats, self.gallery_feats, metric,
+                                                           self.rerank_params if rerank else None)
             self.computed.append(key)
         return self._distances[key]
 
