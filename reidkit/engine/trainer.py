@@ -744,20 +744,26 @@ class Trainer:
                 if self._bar is not None:
                     self._bar.set_postfix(loss=f"{mean.get('total', float('nan')):.4f}")
 
-    def _non_finite_error(self, pending: _PendingStep, numbers: _StepNumbers, row: int) -> NonFiniteLossError:
+    def _checkpoint_and_late_read(self) -> tuple[str, str]:
+        """The two parts every non-finite-loss message ends with: the last good checkpoint, and why the weights in
+        memory may already hold the bad update (losses are read one step late)."""
         where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
                  else "no checkpoint was written yet")
+        late = (f"Read back when {self.step} steps were done (losses are read one step late so that the device never "
+                "waits): the weights in memory may hold the update of this step, but no record or checkpoint was "
+                "written after it")
+        return where, late
+
+    def _non_finite_error(self, pending: _PendingStep, numbers: _StepNumbers, row: int) -> NonFiniteLossError:
+        where, late = self._checkpoint_and_late_read()
         return NonFiniteLossError(
             f"non-finite loss {numbers.totals[row]} at epoch {pending.epoch}, step {pending.step} "
             f"(batch {pending.first_index + row + 1}/{pending.num_batches} of the epoch); batch pids: "
-            f"{numbers.pids[row]}; loss terms: {numbers.terms[row]}; {where}. Read back when {self.step} steps were "
-            "done (losses are read one step late so that the device never waits): the weights in memory may hold "
-            "the update of this step, but no record or checkpoint was written after it")
+            f"{numbers.pids[row]}; loss terms: {numbers.terms[row]}; {where}. {late}")
 
     def _non_finite_ddp_error(self, pending: _PendingStep, numbers: _StepNumbers) -> NonFiniteLossError:
         """The error every rank raises when some rank's step had a non-finite loss (see :meth:`_read_pending`)."""
-        where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint is not None
-                 else "no checkpoint was written yet")
+        where, late = self._checkpoint_and_late_read()
         ranks = numbers.bad_ranks
         who = f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
         first, last = pending.first_index + 1, pending.first_index + len(numbers.totals)
@@ -772,9 +778,7 @@ class Trainer:
         return NonFiniteLossError(
             f"non-finite loss on {who} (of {self.dist.world_size}) at epoch {pending.epoch}, step {pending.step} "
             f"({batches}/{pending.num_batches} of the epoch); {here}; every rank stops, since DDP averaged the bad "
-            f"gradients into every rank's weights; {where}. Read back when {self.step} steps were done (losses are "
-            "read one step late so that the device never waits): the weights in memory may hold the update of this "
-            "step, but no record or checkpoint was written after it on any rank")
+            f"gradients into every rank's weights; {where}. {late} on any rank")
 
     # ------------------------------------------------------------------------------------------ fit
 
