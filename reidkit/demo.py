@@ -18,16 +18,13 @@ import numpy as np
 
 from reidkit.atomic_io import write_text_atomic
 from reidkit.data.datasets import build_dataset
+from reidkit.data.datasets.base import item_labels
 from reidkit.data.synthetic import ensure_synthreid
 from reidkit.evaluation import evaluate_rank, pairwise_distance
 from reidkit.models.handcrafted import color_histogram_features
 from reidkit.viz.dataset import identity_grid, split_statistics_figure
 
 DEMO_CONFIG = "synth_quick"
-
-
-def _labels(items: list) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([i.pid for i in items]), np.array([i.camid for i in items])
 
 
 class _TrainedRanking(NamedTuple):
@@ -53,8 +50,8 @@ def _trained_ranked_lists(checkpoint: str, dataset: Any, eval_cfg: dict, out_pat
     qf = extractor([item.path for item in dataset.query])
     gf = extractor([item.path for item in dataset.gallery])
     distmat = pairwise_distance(qf, gf, eval_cfg["metric"])
-    q_pids, q_camids = _labels(dataset.query)
-    g_pids, g_camids = _labels(dataset.gallery)
+    q_pids, q_camids = item_labels(dataset.query)
+    g_pids, g_camids = item_labels(dataset.gallery)
     result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
     ap = np.where(result.valid, result.ap, np.inf)
     order = np.argsort(ap, kind="stable")[: result.num_valid]
@@ -99,8 +96,8 @@ def run_demo(
     print(dataset.summary())
 
     print("[2/4] hand-crafted baseline: colour histograms + squared Euclidean distance")
-    q_pids, q_camids = _labels(dataset.query)
-    g_pids, g_camids = _labels(dataset.gallery)
+    q_pids, q_camids = item_labels(dataset.query)
+    g_pids, g_camids = item_labels(dataset.gallery)
     qf = color_histogram_features([item.path for item in dataset.query])
     gf = color_histogram_features([item.path for item in dataset.gallery])
     result = evaluate_rank(pairwise_distance(qf, gf, "euclidean"), q_pids, g_pids, q_camids, g_camids)

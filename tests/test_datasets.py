@@ -523,3 +523,16 @@ def test_msmt17_pid_comes_from_the_list_and_lists_are_sorted(tmp_path):
     ds = MSMT17(root)
     assert ds.query == [item(test_dir, "0000/0000_000_05_0114morning_0001_0.jpg", 7, 4),
                         item(test_dir, "0000/0000_002_07_0114noon_0004_0.jpg", 7, 6)]
+
+
+def test_item_labels_are_int64_arrays_in_item_order() -> None:
+    import numpy as np
+
+    from reidkit.data.datasets.base import item_labels
+
+    items = [ReIDItem("a.jpg", 7, 2), ReIDItem("b.jpg", -1, 0), ReIDItem("c.jpg", 3, 5)]
+    pids, camids = item_labels(items)
+    assert pids.dtype == np.int64 and camids.dtype == np.int64
+    assert pids.tolist() == [7, -1, 3] and camids.tolist() == [2, 0, 5]
+    empty_pids, empty_camids = item_labels([])
+    assert empty_pids.shape == (0,) and empty_camids.shape == (0,)

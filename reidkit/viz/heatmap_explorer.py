@@ -31,7 +31,7 @@ from PIL import Image
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from reidkit.data.datasets.base import ReIDItem
+from reidkit.data.datasets.base import ReIDItem, item_labels
 from reidkit.data.transforms import Compose, Normalize, Resize, ToTensor, denormalize, to_uint8_image
 from reidkit.models.reid_model import ReIDModel
 from reidkit.viz.augmentation import tile, to_png
@@ -445,8 +445,7 @@ def match_heatmaps_figure(
     distmat = np.asarray(distmat)
     if distmat.shape != (len(source.query), len(source.gallery)):
         raise ValueError(f"distmat must be (Q, G) = {(len(source.query), len(source.gallery))}, got {distmat.shape}")
-    g_pids = np.array([item.pid for item in source.gallery])
-    g_camids = np.array([item.camid for item in source.gallery])
+    g_pids, g_camids = item_labels(source.gallery)
     rows, labels = [], []
     for q in query_indices:
         item = source.query[q]

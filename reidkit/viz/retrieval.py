@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from reidkit.data.datasets.base import ReIDItem
+from reidkit.data.datasets.base import ReIDItem, item_labels
 from reidkit.evaluation import evaluate_rank
 
 MATCH_COLOUR = "#1a9850"
@@ -112,10 +112,6 @@ def _show(ax: Axes, path: str, title: str, colour: str | None, below: str = "") 
         spine.set_visible(False)
 
 
-def _labels(items: Sequence[ReIDItem]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([item.pid for item in items]), np.array([item.camid for item in items])
-
-
 def _check_shapes(distmat: np.ndarray, query: Sequence[ReIDItem], gallery: Sequence[ReIDItem]) -> None:
     if distmat.shape != (len(query), len(gallery)):
         raise ValueError(f"distmat must be (len(query), len(gallery)) = ({len(query)}, {len(gallery)}), "
@@ -146,7 +142,7 @@ def ranked_rows_figure(
         raise ValueError("query_indices is empty: choose at least one query to draw")
     if captions is not None and len(captions) != len(query_indices):
         raise ValueError(f"captions must have one entry per query row ({len(query_indices)}), got {len(captions)}")
-    g_pids, g_camids = _labels(gallery)
+    g_pids, g_camids = item_labels(gallery)
     rows = []
     for q in query_indices:
         if not 0 <= q < len(query):
@@ -218,8 +214,8 @@ def failure_figure(
     """
     distmat = np.asarray(distmat)
     _check_shapes(distmat, query, gallery)
-    q_pids, q_camids = _labels(query)
-    g_pids, g_camids = _labels(gallery)
+    q_pids, q_camids = item_labels(query)
+    g_pids, g_camids = item_labels(gallery)
     result = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=1)
     worst = worst_queries(distmat, q_pids, g_pids, q_camids, g_camids, n=n)
     captions = [f"AP {result.ap[q]:.3f}\nfirst match at\nrank {result.first_hit[q]}" for q in worst]

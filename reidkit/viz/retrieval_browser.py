@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from reidkit.data.datasets.base import ReIDItem
+from reidkit.data.datasets.base import ReIDItem, item_labels
 from reidkit.engine.evaluator import query_gallery_distances, rerank_parameters
 from reidkit.evaluation.distances import METRICS, as_feature_tensor
 from reidkit.viz.retrieval import per_query_metrics, ranked_list, ranked_rows_figure
@@ -102,10 +102,8 @@ class RetrievalCache:
                              f"{self.query_feats.shape[1]} and {self.gallery_feats.shape[1]}")
         self.query_items = list(query_items)
         self.gallery_items = list(gallery_items)
-        self.q_pids = np.array([item.pid for item in self.query_items], dtype=np.int64)
-        self.q_camids = np.array([item.camid for item in self.query_items], dtype=np.int64)
-        self.g_pids = np.array([item.pid for item in self.gallery_items], dtype=np.int64)
-        self.g_camids = np.array([item.camid for item in self.gallery_items], dtype=np.int64)
+        self.q_pids, self.q_camids = item_labels(self.query_items)
+        self.g_pids, self.g_camids = item_labels(self.gallery_items)
         self.rerank_params = rerank_parameters(rerank_params)
         self.computed: list[tuple[str, bool]] = []
         self._distances: dict[tuple[str, bool], np.ndarray] = {}

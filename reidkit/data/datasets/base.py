@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterable, Mapping, NamedTuple, Sequence
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "query", "gallery")
@@ -166,6 +168,12 @@ def relabel(items: Sequence[ReIDItem]) -> tuple[list[ReIDItem], dict[int, int]]:
     """
     pid_map = {pid: label for label, pid in enumerate(sorted({item.pid for item in items}))}
     return [item._replace(pid=pid_map[item.pid]) for item in items], pid_map
+
+
+def item_labels(items: Sequence[ReIDItem]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(pids, camids)`` of ``items`` as int64 arrays, in item order (what the rank evaluation takes)."""
+    return (np.array([item.pid for item in items], dtype=np.int64),
+            np.array([item.camid for item in items], dtype=np.int64))
 
 
 def split_stats(items: Sequence[ReIDItem]) -> SplitStats:
