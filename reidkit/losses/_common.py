@@ -73,17 +73,22 @@ def check_labels_in_range(labels: Tensor, num_classes: int, what: str) -> None:
                          f"got range [{lo}, {hi}]")
 
 
+def _check_batch(batch: Tensor, name: str, shape_text: str, labels: Tensor, what: str) -> None:
+    """A non-empty 2-D ``batch`` (``name``, described as ``shape_text``) with one integer label per row."""
+    if not isinstance(batch, Tensor) or batch.dim() != 2:
+        shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch).__name__
+        raise ValueError(f"{what}: {name} must be a {shape_text} tensor, got {shape}")
+    if batch.shape[0] == 0:
+        raise ValueError(f"{what}: empty batch")
+    _check_labels(labels, batch.shape[0], what)
+
+
 def check_logits(logits: Tensor, labels: Tensor, what: str, sync_free: bool = False) -> tuple[Tensor, Tensor]:
     """Validate (B, K) logits and (B,) integer labels in [0, K); return them, logits in the compute dtype.
 
     ``sync_free``: skip the label range check (the only check that reads data back); shapes and dtypes are checked
     either way."""
-    if not isinstance(logits, Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(f"{what}: logits must be a (B, K) tensor, got {shape}")
-    if logits.shape[0] == 0:
-        raise ValueError(f"{what}: empty batch")
-    _check_labels(labels, logits.shape[0], what)
+    _check_batch(logits, "logits", "(B, K)", labels, what)
     if not sync_free:
         check_labels_in_range(labels, logits.shape[1], what)
     return logits.to(compute_dtype(logits)), labels.long()
@@ -91,12 +96,7 @@ def check_logits(logits: Tensor, labels: Tensor, what: str, sync_free: bool = Fa
 
 def check_features(features: Tensor, labels: Tensor, what: str) -> tuple[Tensor, Tensor]:
     """Validate (B, D) features and (B,) integer labels; return features in the compute dtype."""
-    if not isinstance(features, Tensor) or features.dim() != 2:
-        shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
-        raise ValueError(f"{what}: features must be a (B, D) tensor, got {shape}")
-    if features.shape[0] == 0:
-        raise ValueError(f"{what}: empty batch")
-    _check_labels(labels, features.shape[0], what)
+    _check_batch(features, "features", "(B, D)", labels, what)
     return features.to(compute_dtype(features)), labels
 
 
